@@ -1,0 +1,8 @@
+"""patchpu-keras: multi-label image classification from single positive labels."""
+
+from patchpu_keras import labels, layers, losses, metrics
+from patchpu_keras.models import PatchPUClassifier
+
+__version__ = "0.1.0"
+
+__all__ = ["PatchPUClassifier", "labels", "layers", "losses", "metrics"]

@@ -1,0 +1,194 @@
+import keras
+from keras import layers, ops
+
+from patchpu_keras.layers.initializers import unit_variance_scaling
+
+
+def same_padding_for_stride_2(size, kernel_size):
+    """EfficientNet's `correct_pad`: padding that centres a stride-2 kernel."""
+    adjust = 1 - size % 2
+    return (kernel_size // 2 - adjust, kernel_size // 2)
+
+
+@keras.saving.register_keras_serializable(package="patchpu_keras")
+class MBConvBlock(keras.layers.Layer):
+    """Mobile inverted bottleneck block with squeeze-and-excitation.
+
+    The EfficientNet block: 1x1 expansion (skipped when `expand_ratio == 1`),
+    depthwise convolution, squeeze-and-excitation, 1x1 projection, each
+    convolution followed by batch normalisation, swish activations, and an
+    identity shortcut with drop-connect when the shapes allow it. Stride-2 blocks
+    pad like Keras' EfficientNet (`correct_pad`), so a block with the same
+    hyperparameters has the same weights and output shape as the block in
+    `keras.applications.EfficientNetB0`.
+
+    Args:
+        filters_in: int, input channels.
+        filters_out: int, output channels.
+        kernel_size: int, depthwise kernel size.
+        strides: 1 or 2.
+        expand_ratio: int, channel expansion of the inner representation.
+        se_ratio: float in (0, 1], squeeze ratio relative to `filters_in`; 0
+            disables squeeze-and-excitation.
+        drop_rate: float, drop-connect rate on the residual branch.
+        activation: activation of the convolutions.
+
+    Call arguments:
+        inputs: tensor `(batch, height, width, filters_in)`.
+        training: bool, for batch norm and drop-connect.
+
+    Returns:
+        Tensor `(batch, height / strides, width / strides, filters_out)`.
+
+    Example:
+    >>> block = MBConvBlock(24, 40, kernel_size=5, strides=2, expand_ratio=6)
+    >>> block(np.zeros((2, 16, 16, 24))).shape
+    (2, 8, 8, 40)
+
+    Reference:
+        Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019;
+        used as the patch embedder in Jouanneau et al., VISAPP 2023, sec. 3.1.2.
+    """
+
+    def __init__(
+        self,
+        filters_in,
+        filters_out,
+        kernel_size=3,
+        strides=1,
+        expand_ratio=1,
+        se_ratio=0.25,
+        drop_rate=0.0,
+        activation="swish",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if strides not in (1, 2):
+            raise ValueError(f"`strides` must be 1 or 2. Received: strides={strides}")
+        if not 0 <= se_ratio <= 1:
+            raise ValueError(f"`se_ratio` must be in [0, 1]. Received: se_ratio={se_ratio}")
+        self.filters_in = filters_in
+        self.filters_out = filters_out
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.expand_ratio = expand_ratio
+        self.se_ratio = se_ratio
+        self.drop_rate = drop_rate
+        self.activation = activation
+
+        filters = filters_in * expand_ratio
+        init = unit_variance_scaling()
+        # === Layers ===
+        self.expand_conv = None
+        self.expand_bn = None
+        if expand_ratio != 1:
+            self.expand_conv = layers.Conv2D(
+                filters, 1, padding="same", use_bias=False, kernel_initializer=init,
+                name="expand_conv",
+            )
+            self.expand_bn = layers.BatchNormalization(name="expand_bn")
+        self.depthwise_conv = layers.DepthwiseConv2D(
+            kernel_size,
+            strides=strides,
+            padding="valid" if strides == 2 else "same",
+            use_bias=False,
+            depthwise_initializer=init,
+            name="dwconv",
+        )
+        self.depthwise_bn = layers.BatchNormalization(name="bn")
+        self.se_reduce = None
+        self.se_expand = None
+        if 0 < se_ratio <= 1:
+            filters_se = max(1, int(filters_in * se_ratio))
+            self.se_reduce = layers.Conv2D(
+                filters_se, 1, padding="same", activation=activation,
+                kernel_initializer=init, name="se_reduce",
+            )
+            self.se_expand = layers.Conv2D(
+                filters, 1, padding="same", activation="sigmoid",
+                kernel_initializer=init, name="se_expand",
+            )
+        self.project_conv = layers.Conv2D(
+            filters_out, 1, padding="same", use_bias=False, kernel_initializer=init,
+            name="project_conv",
+        )
+        self.project_bn = layers.BatchNormalization(name="project_bn")
+        self.use_shortcut = strides == 1 and filters_in == filters_out
+        self.dropout = None
+        if self.use_shortcut and drop_rate > 0:
+            self.dropout = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name="drop")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        filters = self.filters_in * self.expand_ratio
+        if self.expand_conv is not None:
+            self.expand_conv.build(shape)
+            self.expand_bn.build(shape[:-1] + (filters,))
+            shape = shape[:-1] + (filters,)
+        if self.strides == 2:
+            padded = list(shape)
+            for axis in (1, 2):
+                if shape[axis] is not None:
+                    padded[axis] = shape[axis] + sum(
+                        same_padding_for_stride_2(shape[axis], self.kernel_size)
+                    )
+            self.depthwise_conv.build(tuple(padded))
+        else:
+            self.depthwise_conv.build(shape)
+        inner = self.depthwise_conv.compute_output_shape(
+            tuple(padded) if self.strides == 2 else shape
+        )
+        self.depthwise_bn.build(inner)
+        if self.se_reduce is not None:
+            self.se_reduce.build((inner[0], 1, 1, filters))
+            self.se_expand.build((inner[0], 1, 1, self.se_reduce.filters))
+        self.project_conv.build(inner)
+        self.project_bn.build(inner[:-1] + (self.filters_out,))
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.expand_conv is not None:
+            x = self.expand_conv(x)
+            x = self.expand_bn(x, training=training)
+            x = keras.activations.get(self.activation)(x)
+        if self.strides == 2:
+            pad_h = same_padding_for_stride_2(x.shape[1], self.kernel_size)
+            pad_w = same_padding_for_stride_2(x.shape[2], self.kernel_size)
+            x = ops.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+        x = self.depthwise_conv(x)
+        x = self.depthwise_bn(x, training=training)
+        x = keras.activations.get(self.activation)(x)
+        if self.se_reduce is not None:
+            squeeze = ops.mean(x, axis=(1, 2), keepdims=True)
+            squeeze = self.se_reduce(squeeze)
+            x = x * self.se_expand(squeeze)
+        x = self.project_conv(x)
+        x = self.project_bn(x, training=training)
+        if self.use_shortcut:
+            if self.dropout is not None:
+                x = self.dropout(x, training=training)
+            x = x + inputs
+        return x
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        if self.strides == 2:
+            height = None if height is None else (height + 1) // 2
+            width = None if width is None else (width + 1) // 2
+        return (batch, height, width, self.filters_out)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters_in": self.filters_in,
+                "filters_out": self.filters_out,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "expand_ratio": self.expand_ratio,
+                "se_ratio": self.se_ratio,
+                "drop_rate": self.drop_rate,
+                "activation": self.activation,
+            }
+        )
+        return config

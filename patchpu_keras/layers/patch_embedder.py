@@ -1,0 +1,130 @@
+import keras
+from keras import layers, ops
+
+from patchpu_keras.layers.initializers import unit_variance_scaling
+from patchpu_keras.layers.mb_conv_block import MBConvBlock, same_padding_for_stride_2
+
+# EfficientNet-B0's first five blocks (block1a, block2a, block2b, block3a, block3b):
+# (filters_in, filters_out, kernel_size, strides, expand_ratio).
+EFFICIENTNET_B0_BLOCKS = (
+    (32, 16, 3, 1, 1),
+    (16, 24, 3, 2, 6),
+    (24, 24, 3, 1, 6),
+    (24, 40, 5, 2, 6),
+    (40, 40, 5, 1, 6),
+)
+# EfficientNet-B0 has 16 blocks; block b drops its residual branch with rate
+# drop_connect_rate * b / 16.
+EFFICIENTNET_B0_NUM_BLOCKS = 16
+
+
+@keras.saving.register_keras_serializable(package="patchpu_keras")
+class PatchEmbedder(keras.layers.Layer):
+    """Embeds every patch with the first stages of EfficientNet-B0.
+
+    The stem (3x3 convolution, 32 filters, stride 2) and the first five MBConv
+    blocks of EfficientNet-B0 with its hyperparameters (squeeze-excitation 0.25,
+    batch norm, swish), global average pooling and a dense projection to
+    `embedding_dim`. Patches are folded into the batch axis, so one set of
+    weights embeds all of them.
+
+    Args:
+        embedding_dim: int, size F of a patch embedding.
+        drop_connect_rate: float, EfficientNet's drop-connect rate (0.2 in B0).
+        activation: activation of the convolutions.
+
+    Call arguments:
+        patches: float tensor `(batch, num_patches, p, p, channels)`, values
+            scaled to [0, 1].
+        training: bool, for batch norm and drop-connect.
+
+    Returns:
+        Tensor `(batch, num_patches, embedding_dim)`.
+
+    Example:
+    >>> embedder = PatchEmbedder(embedding_dim=256)
+    >>> embedder(np.zeros((2, 5, 64, 64, 3))).shape
+    (2, 5, 256)
+
+    Reference:
+        Jouanneau et al., VISAPP 2023, sec. 3.1.2 (patch embedding); Tan & Le,
+        ICML 2019 (EfficientNet-B0).
+    """
+
+    def __init__(self, embedding_dim=256, drop_connect_rate=0.2, activation="swish", **kwargs):
+        super().__init__(**kwargs)
+        if embedding_dim < 1:
+            raise ValueError(
+                f"`embedding_dim` must be >= 1. Received: embedding_dim={embedding_dim}"
+            )
+        self.embedding_dim = embedding_dim
+        self.drop_connect_rate = drop_connect_rate
+        self.activation = activation
+        init = unit_variance_scaling()
+        # === Layers ===
+        self.stem_conv = layers.Conv2D(
+            32, 3, strides=2, padding="valid", use_bias=False, kernel_initializer=init,
+            name="stem_conv",
+        )
+        self.stem_bn = layers.BatchNormalization(name="stem_bn")
+        self.blocks = [
+            MBConvBlock(
+                filters_in,
+                filters_out,
+                kernel_size=kernel_size,
+                strides=strides,
+                expand_ratio=expand_ratio,
+                se_ratio=0.25,
+                drop_rate=drop_connect_rate * index / EFFICIENTNET_B0_NUM_BLOCKS,
+                activation=activation,
+                name=name,
+            )
+            for index, (name, (filters_in, filters_out, kernel_size, strides, expand_ratio))
+            in enumerate(
+                zip(
+                    ("block1a", "block2a", "block2b", "block3a", "block3b"),
+                    EFFICIENTNET_B0_BLOCKS,
+                )
+            )
+        ]
+        self.projection = layers.Dense(embedding_dim, kernel_initializer=init, name="projection")
+
+    def build(self, input_shape):
+        patch_size, channels = input_shape[-2], input_shape[-1]
+        padded = patch_size + sum(same_padding_for_stride_2(patch_size, 3))
+        self.stem_conv.build((None, padded, padded, channels))
+        shape = self.stem_conv.compute_output_shape((None, padded, padded, channels))
+        self.stem_bn.build(shape)
+        for block in self.blocks:
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+        self.projection.build((None, shape[-1]))
+
+    def call(self, patches, training=None):
+        shape = ops.shape(patches)
+        patch_size, channels = patches.shape[-2], patches.shape[-1]
+        x = ops.reshape(patches, (-1, patch_size, patch_size, channels))
+        pad = same_padding_for_stride_2(patch_size, 3)
+        x = ops.pad(x, ((0, 0), pad, pad, (0, 0)))
+        x = self.stem_conv(x)
+        x = self.stem_bn(x, training=training)
+        x = keras.activations.get(self.activation)(x)
+        for block in self.blocks:
+            x = block(x, training=training)
+        x = ops.mean(x, axis=(1, 2))
+        x = self.projection(x)
+        return ops.reshape(x, (shape[0], shape[1], self.embedding_dim))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.embedding_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "embedding_dim": self.embedding_dim,
+                "drop_connect_rate": self.drop_connect_rate,
+                "activation": self.activation,
+            }
+        )
+        return config
