@@ -66,7 +66,7 @@ def _check_values(labels, num_labels, allowed, source):
         raise ValueError(
             f"{source} may only hold values {list(allowed)}; "
             f"{int(bad.sum())} entries do not, the first at row {row}, column {column}. "
-            f"Received: value={array[row, column]!r}"
+            f"Received: value={array[row, column].item()!r}"
         )
     return array
 

@@ -24,6 +24,7 @@ def assume_negative(y_observed, probabilities):
 
 
 def _assume_negative_terms(y_observed, probabilities):
+    probabilities = ops.convert_to_tensor(probabilities)
     targets = ops.cast(y_observed > 0, probabilities.dtype)
     return binary_terms(targets, probabilities)
 

@@ -22,6 +22,7 @@ def full_bce(y_true, probabilities):
     Reference:
         Jouanneau et al., VISAPP 2023, eq. (5).
     """
+    probabilities = ops.convert_to_tensor(probabilities)
     y_true = ops.cast(y_true, probabilities.dtype)
     return ops.mean(binary_terms(y_true, probabilities))
 

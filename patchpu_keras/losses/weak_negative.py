@@ -24,7 +24,8 @@ def weak_negative_targets(y_observed, label_embeddings, theta=0.0):
     Returns:
         `(batch, num_labels)` weights in [0, 1] for the `-log(1 - p)` terms.
     """
-    embeddings = ops.stop_gradient(label_embeddings)
+    embeddings = ops.stop_gradient(ops.convert_to_tensor(label_embeddings))
+    y_observed = ops.cast(y_observed, embeddings.dtype)
     norms = ops.sqrt(ops.sum(ops.square(embeddings), axis=-1, keepdims=True))
     normalized = embeddings / ops.maximum(norms, 1e-12)
     similarity = ops.einsum("blf,bkf->blk", normalized, normalized)
@@ -64,6 +65,7 @@ def weak_negative(y_observed, probabilities, label_embeddings, theta=0.0):
 
 
 def _weak_negative_terms(y_observed, probabilities, label_embeddings, theta):
+    probabilities = ops.convert_to_tensor(probabilities)
     y_observed = ops.cast(y_observed, probabilities.dtype)
     weights = weak_negative_targets(y_observed, label_embeddings, theta)
     positives = ops.cast(y_observed > 0, probabilities.dtype)

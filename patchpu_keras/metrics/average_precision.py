@@ -49,7 +49,7 @@ def per_class_average_precision(y_true, y_score):
     )
 
 
-def mean_average_precision(y_true, y_score):
+def mean_average_precision_score(y_true, y_score):
     """Mean over classes of average precision; classes without a positive are left out.
 
     Args:

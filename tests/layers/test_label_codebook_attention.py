@@ -1,0 +1,53 @@
+import numpy as np
+from scipy.special import softmax
+
+from patchpu_keras.layers import LabelCodebookAttention, SoftmaxLabelClassifier
+from tests.conftest import to_numpy
+
+
+def _gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def test_attention_pooling_matches_equations_1_and_2(rng):
+    layer = LabelCodebookAttention(num_labels=3, embedding_dim=6, mlp_units=5)
+    patches = rng.normal(size=(2, 7, 6)).astype("float32")
+    layer.build(patches.shape)
+    codebooks = rng.normal(size=(3, 6)).astype("float32")
+    w1, b1 = rng.normal(size=(6, 5)).astype("float32"), rng.normal(size=5).astype("float32")
+    w2, b2 = rng.normal(size=(5, 6)).astype("float32"), rng.normal(size=6).astype("float32")
+    layer.label_codebooks.assign(codebooks)
+    layer.mlp_hidden.set_weights([w1, b1])
+    layer.mlp_output.set_weights([w2, b2])
+
+    embeddings, attention = (to_numpy(t) for t in layer(patches))
+
+    alpha = softmax(np.einsum("lf,bnf->bln", codebooks, patches), axis=-1)  # eq. (1)
+    pooled = alpha @ patches
+    expected = _gelu(pooled @ w1 + b1) @ w2 + b2 + pooled  # eq. (2)
+    np.testing.assert_allclose(attention, alpha, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embeddings, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_softmax_classifier_matches_equation_3(rng):
+    layer = SoftmaxLabelClassifier(num_labels=4)
+    embeddings = rng.normal(size=(3, 4, 5)).astype("float32")
+    layer.build(embeddings.shape)
+    weights = rng.normal(size=(4, 5)).astype("float32")
+    layer.kernel.assign(weights)
+    out = to_numpy(layer(embeddings))
+    logits = np.einsum("blf,kf->blk", embeddings, weights)
+    expected = np.array([[softmax(logits[b, l])[l] for l in range(4)] for b in range(3)])
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    # Softmax over the classifier index, not across labels: rows need not sum to 1.
+    assert not np.allclose(out.sum(-1), 1.0)
+
+
+def test_configs_round_trip():
+    layer = LabelCodebookAttention(num_labels=5, embedding_dim=12, mlp_units=7, name="a")
+    assert LabelCodebookAttention.from_config(layer.get_config()).get_config() == layer.get_config()
+    layer = SoftmaxLabelClassifier(num_labels=5, name="c")
+    assert SoftmaxLabelClassifier.from_config(layer.get_config()).get_config() == layer.get_config()

@@ -1,0 +1,128 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from patchpu_keras import PatchPUClassifier, losses
+from patchpu_keras.metrics import MeanAveragePrecision, mean_average_precision_score
+from tests.conftest import to_numpy
+
+
+def _images(rng, n=4, size=32, channels=3):
+    return rng.integers(0, 256, (n, size, size, channels)).astype("uint8")
+
+
+def _single_positive(rng, n=4, num_labels=4):
+    y = np.zeros((n, num_labels), "float32")
+    y[np.arange(n), rng.integers(0, num_labels, n)] = 1
+    return y
+
+
+def test_parameter_counts_match_the_paper():
+    # Paper 4.3.1: about 250K parameters with L = 80 (COCO); 220K with L = 20 (VOC).
+    assert PatchPUClassifier(80, image_size=640).count_params() == 251682
+    assert PatchPUClassifier(20, image_size=640).count_params() == 220962
+    assert PatchPUClassifier(20, image_size=640).num_patches == 129
+
+
+def test_outputs_compose_the_layers(tiny_model, rng):
+    model = tiny_model()
+    images = _images(rng)
+    outputs = {k: to_numpy(v) for k, v in model(images, training=False).items()}
+    assert outputs["probabilities"].shape == (4, 4)
+    assert outputs["label_embeddings"].shape == (4, 4, 16)
+    assert outputs["attention"].shape == (4, 4, 5)
+    patches = model.patches(images.astype("float32") / 255.0)
+    embeddings, attention = model.attention(model.embedder(patches, training=False))
+    np.testing.assert_allclose(outputs["attention"], to_numpy(attention), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["probabilities"], to_numpy(model.classifier(embeddings)), rtol=1e-5, atol=1e-6)
+    assert np.all((outputs["probabilities"] > 0) & (outputs["probabilities"] < 1))
+
+
+def test_input_dtype_channels_and_size_are_normalized(tiny_model, rng):
+    model = tiny_model()
+    gray = _images(rng, channels=1)
+    rgb = np.repeat(gray, 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full_like(gray, 255)], axis=-1)
+    reference = to_numpy(model(rgb)["probabilities"])
+    for variant in (gray, rgba, rgb.astype("float32"), rgb.astype("float64")):
+        np.testing.assert_allclose(to_numpy(model(variant)["probabilities"]), reference, rtol=1e-5, atol=1e-6)
+    # Smaller than a patch: resized up inside the model, same as resizing first.
+    small = rng.integers(0, 256, (2, 8, 8, 3)).astype("float32")
+    resized = keras.ops.image.resize(small, (32, 32))
+    np.testing.assert_allclose(
+        to_numpy(model(small)["probabilities"]), to_numpy(model(resized)["probabilities"]), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="Received: images.shape"):
+        model(np.zeros((1, 32, 32, 5), "float32"))
+
+
+def test_compute_loss_uses_the_label_embeddings(tiny_model, rng):
+    model = tiny_model()
+    model.compile(loss=losses.WeakNegative())
+    images, observed = _images(rng), _single_positive(rng)
+    outputs = model(images, training=False)
+    expected = to_numpy(losses.weak_negative(observed, outputs["probabilities"], outputs["label_embeddings"]))
+    got = to_numpy(model.compute_loss(images, observed, outputs, training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_two_step_fit_then_save_and_reload(tiny_model, rng, tmp_path):
+    model = tiny_model(label_names=["wood", "metal", "glass", "stone"])
+    model.compile(
+        optimizer=keras.optimizers.Lamb(1e-3, weight_decay=1e-4),
+        loss=losses.WeakNegative(),
+        metrics=[MeanAveragePrecision(4, capacity=16)],
+        jit_compile=keras.backend.backend() == "jax",
+    )
+    images, observed = _images(rng), _single_positive(rng)
+    full = np.maximum(observed, rng.integers(0, 2, (4, 4))).astype("float32")
+    before = [to_numpy(w).copy() for w in model.trainable_weights]
+    history = model.fit(
+        images, observed, batch_size=2, epochs=1, verbose=0,
+        validation_data=(images, {"observed_labels": 2 * full - 1, "full_labels": full}),
+    )
+    assert int(to_numpy(model.optimizer.iterations)) == 2
+    assert np.isfinite(history.history["loss"][0])
+    outputs = model.predict(images, verbose=0)
+    assert history.history["val_map"][0] == pytest.approx(
+        mean_average_precision_score(full, outputs["probabilities"]), abs=1e-5
+    )
+    changed = [not np.allclose(b, to_numpy(w)) for b, w in zip(before, model.trainable_weights)]
+    assert all(changed)
+
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is PatchPUClassifier
+    assert loaded.label_names == ["wood", "metal", "glass", "stone"]
+    assert isinstance(loaded.loss, losses.WeakNegative)
+    for key, value in loaded.predict(images, verbose=0).items():
+        np.testing.assert_allclose(value, outputs[key], rtol=1e-6, atol=1e-6)
+
+
+def test_bad_labels_and_images_raise_clear_errors(tiny_model, rng):
+    model = tiny_model()
+    model.compile(loss=losses.AssumeNegative())
+    images = _images(rng)
+    with pytest.raises(ValueError, match=r"must have shape \(num_images, 4\). Received: shape=\(4, 3\)"):
+        model.fit(images, np.zeros((4, 3), "float32"), verbose=0)
+    bad = _single_positive(rng)
+    bad[2, 1] = 2
+    with pytest.raises(ValueError, match=r"row 2, column 1. Received: value=2.0"):
+        model.fit(images, bad, verbose=0)
+    nan_images = images.astype("float32")
+    nan_images[3, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="image 3 holds 1 NaN"):
+        model.predict(nan_images, verbose=0)
+    with pytest.raises(ValueError, match=r"`observed_labels` must have 4 columns"):
+        model.compute_loss(images, np.zeros((4, 5), "float32"), model(images))
+
+
+def test_config_round_trip(tiny_model):
+    model = tiny_model(label_names=list("abcd"), max_patches_per_resolution=2, seed=3)
+    clone = PatchPUClassifier.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    with pytest.raises(ValueError, match="Received: label_names"):
+        PatchPUClassifier(3, label_names=["a", "a", "b"])

@@ -1,0 +1,101 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import recipes
+from cli import cli
+from patchpu_keras import PatchPUClassifier
+from patchpu_keras.metrics import mean_average_precision_score
+
+# The demo recipe shrunk to seconds: 56x56 mosaics, 28x28 patches, 2 levels.
+TINY_DEMO = [
+    "num_train=32", "num_test=16", "image_size=56", "num_resolutions=2",
+    "embedding_dim=16", "mlp_units=16", "batch_size=16",
+]
+
+
+def test_recipes_list_and_overrides():
+    assert "demo" in recipes.names()
+    config = recipes.apply_overrides(recipes.load("demo"), ["epochs=2", "learning_rate=1", "items_per_image=1,2", "fashion_mnist_dir=/x"])
+    assert config["epochs"] == 2 and config["learning_rate"] == 1.0 and isinstance(config["learning_rate"], float)
+    assert config["items_per_image"] == (1, 2) and config["fashion_mnist_dir"] == "/x"
+    with pytest.raises(ValueError, match="Unknown recipe key 'epoch'"):
+        recipes.apply_overrides(config, ["epoch=3"])
+    with pytest.raises(ValueError, match="expects a int"):
+        recipes.apply_overrides(config, ["epochs=many"])
+    result = CliRunner().invoke(cli, ["recipes"])
+    assert result.exit_code == 0 and result.output.startswith("demo")
+
+
+@pytest.mark.large
+def test_cli_train_writes_a_complete_run(tmp_path):
+    out = str(tmp_path / "run")
+    result = CliRunner().invoke(
+        cli, ["train", "--recipe", "demo", "--epochs", "2", "--out", out] + sum((["--set", s] for s in TINY_DEMO), [])
+    )
+    assert result.exit_code == 0, result.output
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["status"] == "completed" and report["epochs_completed"] == 2
+    assert 0.0 <= report["map"] <= 1.0
+    assert set(report["per_class_ap"]) <= set(report["class_names"])
+    assert len(report["history"]["loss"]) == 2 and len(report["history"]["val_map"]) == 2
+    assert report["config"]["image_size"] == 56 and report["seconds"] > 0
+    assert f"Test mAP: {report['map']:.4f}" in result.output
+
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    assert isinstance(model, PatchPUClassifier) and model.label_names == report["class_names"]
+    # The reported mAP is the saved model's mAP on the held-out mosaics.
+    from patchpu_keras.training import load_data
+
+    data = load_data(report["config"])
+    scores = model.predict(data["test_images"][..., None].repeat(3, -1), verbose=0)["probabilities"]
+    assert mean_average_precision_score(data["test_full_labels"], scores) == pytest.approx(report["map"], abs=1e-5)
+    assert report["history"]["val_map"][-1] == pytest.approx(report["map"], abs=1e-5)
+
+    drawn = np.load(os.path.join(out, "observed_labels.npz"))
+    assert np.all((drawn["observed_labels"] == 1).sum(1) == 1)
+    heatmap = Image.open(os.path.join(out, "heatmaps", "test_0000.png"))
+    assert heatmap.size == (3 * 224, 224 + 22)
+    pixels = np.asarray(heatmap)
+    assert (pixels[:224, :, 0].astype(int) - pixels[:224, :, 2]).max() > 100  # red tint present
+
+
+def test_cli_rejects_bad_recipe_values(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--recipe", "demo", "--set", "loss=full_bce", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--set regime=full" in result.output
+    result = CliRunner().invoke(cli, ["train", "--recipe", "nope"])
+    assert result.exit_code != 0 and "Unknown recipe" in result.output
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.large
+def test_a_crash_keeps_the_last_epoch_and_reports_it(tmp_path, monkeypatch):
+    config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO + ["epochs=3"])
+    from patchpu_keras import training
+
+    original_fit = PatchPUClassifier.fit
+
+    def crashing_fit(self, *args, **kwargs):
+        # The crash callback runs after RunCheckpoint, so epoch 1 is saved first.
+        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [_Crash()]
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(PatchPUClassifier, "fit", crashing_fit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        training.train(config, str(tmp_path))
+    report = json.load(open(tmp_path / "report.json"))
+    assert report["status"] == "failed" and "simulated crash" in report["error"]
+    assert report["epochs_completed"] == 2
+    assert json.load(open(tmp_path / "history.json"))["epochs_completed"] == 2
+    assert isinstance(keras.models.load_model(tmp_path / "model.keras"), PatchPUClassifier)
+    assert not os.path.exists(tmp_path / "model.tmp.keras")
