@@ -1,14 +1,31 @@
 """Losses for single-positive multi-label learning.
 
 Each loss is a pure function returning the batch's scalar loss (mean over batch
-and labels, logs clipped at 1e-7) plus a `keras.losses.Loss` class.
+and labels, logs clipped at 1e-7) plus a `keras.losses.Loss` class. Losses with
+per-image or per-epoch state (`StatefulLoss`) keep it in the model's
+`LossState`.
 """
 
 import keras
 
 from patchpu_keras.losses.assume_negative import AssumeNegative, assume_negative
+from patchpu_keras.losses.assume_negative_ls import AssumeNegativeLS, assume_negative_ls
+from patchpu_keras.losses.entropy_maximization import EntropyMaximization, entropy_maximization
+from patchpu_keras.losses.expected_negative_consistency import (
+    ExpectedNegativeConsistency,
+    expected_negative_consistency,
+)
+from patchpu_keras.losses.expected_positive_regularization import (
+    ExpectedPositiveRegularization,
+    expected_positive_regularization,
+)
 from patchpu_keras.losses.full_bce import FullBCE, full_bce
+from patchpu_keras.losses.large_loss import LargeLoss, large_loss, large_loss_selection
+from patchpu_keras.losses.loss_state import LossState
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
+from patchpu_keras.losses.role import ROLE, role
+from patchpu_keras.losses.stateful_loss import StatefulLoss
+from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative, weak_assume_negative
 from patchpu_keras.losses.weak_negative import (
     WeakNegative,
     weak_negative,
@@ -19,12 +36,19 @@ from patchpu_keras.losses.weak_negative import (
 LOSSES = {
     "full_bce": FullBCE,
     "assume_negative": AssumeNegative,
+    "assume_negative_ls": AssumeNegativeLS,
+    "weak_assume_negative": WeakAssumeNegative,
     "weak_negative": WeakNegative,
+    "expected_positive_regularization": ExpectedPositiveRegularization,
+    "role": ROLE,
+    "large_loss": LargeLoss,
+    "expected_negative_consistency": ExpectedNegativeConsistency,
+    "entropy_maximization": EntropyMaximization,
 }
 
 
 def get(identifier, **kwargs):
-    """Returns a loss instance from a name of `LOSSES` or a loss instance."""
+    """Returns a loss instance from a name of `LOSSES` (with kwargs) or a loss instance."""
     if isinstance(identifier, keras.losses.Loss):
         return identifier
     if identifier not in LOSSES:
@@ -37,13 +61,30 @@ def get(identifier, **kwargs):
 
 __all__ = [
     "AssumeNegative",
+    "AssumeNegativeLS",
+    "EntropyMaximization",
+    "ExpectedNegativeConsistency",
+    "ExpectedPositiveRegularization",
     "FullBCE",
     "LOSSES",
+    "LargeLoss",
+    "LossState",
     "ObservedLabelLoss",
+    "ROLE",
+    "StatefulLoss",
+    "WeakAssumeNegative",
     "WeakNegative",
     "assume_negative",
+    "assume_negative_ls",
+    "entropy_maximization",
+    "expected_negative_consistency",
+    "expected_positive_regularization",
     "full_bce",
     "get",
+    "large_loss",
+    "large_loss_selection",
+    "role",
+    "weak_assume_negative",
     "weak_negative",
     "weak_negative_targets",
 ]

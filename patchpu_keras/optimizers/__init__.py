@@ -1,0 +1,3 @@
+from patchpu_keras.optimizers.lamb import Lamb
+
+__all__ = ["Lamb"]
