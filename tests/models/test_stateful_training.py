@@ -42,7 +42,7 @@ def _fit(model, loss, rng, epochs=1):
     model.compile(
         optimizer=Lamb(1e-3, learning_rate_multipliers=getattr(loss, "learning_rate_multipliers", {})),
         loss=loss,
-        jit_compile=keras.backend.backend() == "jax",
+        jit_compile=False,  # two steps: compiling costs more than it saves
     )
     dataset = array_dataset(images, observed_labels=observed, batch_size=4)
     history = model.fit(dataset, epochs=epochs, verbose=0)
