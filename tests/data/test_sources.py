@@ -285,6 +285,26 @@ def test_tfds_voc_reads_prepared_data_only(tmp_path, monkeypatch):
     np.testing.assert_array_equal(images.numpy(), tfds_pixels[order])
 
 
+def test_tfds_coco_leaves_out_images_without_annotations(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    archives = trees.make_coco_archives(str(tmp_path / "archives"))
+    monkeypatch.setattr(
+        tfds.download.DownloadManager, "download_and_extract", lambda self, urls: {k: archives for k in urls}
+    )
+    tfds.builder("coco/2014", data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    monkeypatch.undo()
+    index, messages = _load(str(tmp_path / "tfds"), source="tfds", dataset="coco2014")
+    assert index.class_names == [c["name"] for c in trees.eighty_categories()]
+    expected = {f"COCO_train2014_{i:012d}": trees.coco_labels(categories)
+                for i, (_, categories) in enumerate(trees.COCO_IMAGES["train2014"], start=1)}
+    assert _labels_by_name(index, "train") == expected
+    assert len(index.test) == len(trees.COCO_IMAGES["val2014"])
+    assert index.problem_counts() == {"left out": {"no annotations": 1}}
+    assert any("COCO_train2014_000000000500.jpg: no annotations" in m for m in messages)
+    assert _pixels(index.test).shape == (4, 32, 32, 3)
+
+
 def test_nothing_recognisable_lists_every_layout(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(FileNotFoundError) as error:

@@ -147,7 +147,7 @@ COCO_IMAGES = {
 }
 
 
-def make_coco(root, bad=False):
+def make_coco(root, bad=False, categories=COCO_CATEGORIES):
     """A COCO 2014 tree (annotations/, train2014/, val2014/) under `root`.
 
     With `bad`, train2014 also gets an image without annotations (left out), one
@@ -160,18 +160,45 @@ def make_coco(root, bad=False):
         if bad and split == "train2014":
             images += [("noann", []), ("badcat", [1, 999]), ("missing", [3]), ("gray", [17])]
         entries, annotations = [], []
-        for image_id, (stem, categories) in enumerate(images, start=1 if split == "train2014" else 1001):
+        for image_id, (stem, image_categories) in enumerate(images, start=1 if split == "train2014" else 1001):
             file_name = f"COCO_{split}_{image_id:012d}.jpg"
             if stem != "missing":
                 write(os.path.join(root, split, file_name),
                       encode(photo(number), mode="L" if stem == "gray" else None))
             number += 1
             entries.append({"id": image_id, "file_name": file_name, "width": SIZE[0], "height": SIZE[1]})
-            for category in categories:
+            for category in image_categories:
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
                                     "iscrowd": 0, "area": 10.0, "bbox": [1, 1, 10, 10], "segmentation": []})
-        content = {"images": entries, "annotations": annotations, "categories": COCO_CATEGORIES}
+        content = {"images": entries, "annotations": annotations, "categories": list(categories)}
         write(os.path.join(root, "annotations", f"instances_{split}.json"), json.dumps(content).encode())
+    return root
+
+
+def eighty_categories():
+    """COCO_CATEGORIES padded to COCO's 80 categories (what TFDS' coco/2014 builder expects)."""
+    used = {c["id"] for c in COCO_CATEGORIES}
+    extra = [{"id": i, "name": f"category{i}", "supercategory": "none"} for i in range(100, 200)][: 80 - len(used)]
+    return sorted(COCO_CATEGORIES + extra, key=lambda c: c["id"])
+
+
+def make_coco_archives(root):
+    """What TFDS' coco/2014 builder extracts: the COCO tree plus the test image lists.
+
+    train2014 also holds an image without annotations.
+    """
+    make_coco(root, categories=eighty_categories())
+    train_json = os.path.join(root, "annotations", "instances_train2014.json")
+    content = json.load(open(train_json))
+    content["images"].append({"id": 500, "file_name": "COCO_train2014_000000000500.jpg", "width": 96, "height": 72})
+    write(os.path.join(root, "train2014", "COCO_train2014_000000000500.jpg"), encode(photo(29)))
+    write(train_json, json.dumps(content).encode())
+    for number, split in enumerate(("test2014", "test2015")):
+        file_name = f"COCO_{split}_{number:012d}.jpg"
+        write(os.path.join(root, split, file_name), encode(photo(30 + number)))
+        image = {"id": number, "file_name": file_name, "width": SIZE[0], "height": SIZE[1]}
+        info = {"images": [image], "categories": eighty_categories()}
+        write(os.path.join(root, "annotations", f"image_info_{split}.json"), json.dumps(info).encode())
     return root
 
 
