@@ -1,9 +1,12 @@
 """`voc/2012` and `coco/2014` prepared with TensorFlow Datasets, read without any download.
 
 Only data already prepared in `data_dir` is read (`builder.is_prepared()`);
-nothing calls `download_and_prepare`. To prepare it offline from files on
-disk, see README.md, "Datasets": `tfds build voc/2012 --data_dir DIR
---manual_dir TARS` with the original archives in `TARS`.
+nothing here calls `download_and_prepare`. To prepare it offline from the
+original archives in a folder ARCHIVES (README.md, Datasets):
+`tfds.builder("voc/2012", data_dir=DIR).download_and_prepare(
+download_config=tfds.download.DownloadConfig(manual_dir=ARCHIVES))`: TFDS
+takes files found in `manual_dir` instead of downloading them, and checks
+their checksums.
 
 Labels follow the same protocol as the file readers: VOC's
 `labels_no_difficult` (train = TFDS `train`, test = TFDS `validation`), COCO's
@@ -47,8 +50,9 @@ def not_found_message(data_dir, name):
     return (
         f"No prepared TFDS dataset {name} in {data_dir}: looked for "
         f"{os.path.join(data_dir, *name.split('/'), '<version>', 'dataset_info.json')}. Nothing is "
-        f"downloaded: build it offline with `tfds build {name} --data_dir {data_dir} --manual_dir "
-        f"ARCHIVES`, ARCHIVES a folder holding {ARCHIVES[name]} (README.md, Datasets). "
+        f"downloaded: prepare it offline from a folder ARCHIVES holding {ARCHIVES[name]} with "
+        f"`tfds.builder({name!r}, data_dir={data_dir!r}).download_and_prepare(download_config="
+        "tfds.download.DownloadConfig(manual_dir=ARCHIVES))` (README.md, Datasets). "
         f"Received: data_dir={data_dir!r}"
     )
 

@@ -262,7 +262,7 @@ def _build_tfds_voc(tmp_path, monkeypatch):
 
 
 def test_tfds_voc_reads_prepared_data_only(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="tfds build voc/2012 --data_dir"):
+    with pytest.raises(FileNotFoundError, match=r"tfds.builder\('voc/2012'.*DownloadConfig\(manual_dir=ARCHIVES\)"):
         load_index(str(tmp_path), source="tfds", dataset="voc2012")
     data_dir, archives = _build_tfds_voc(tmp_path, monkeypatch)
     assert detect_source(data_dir) == "tfds"
