@@ -47,7 +47,12 @@ class ImageSplit:
         for key in ("full_labels", "observed_labels"):
             value = getattr(self, key)
             if value is not None:
-                value = np.asarray(value, dtype="float32").reshape(len(self.names), -1)
+                value = np.asarray(value, dtype="float32")
+                if value.ndim != 2 or len(value) != len(self.names):
+                    raise ValueError(
+                        f"`{key}` must have one row per image ({len(self.names)}). "
+                        f"Received: shape={value.shape}"
+                    )
                 setattr(self, key, value)
         if self.files is not None and len(self.files) != len(self.names):
             raise ValueError(

@@ -175,11 +175,12 @@ def load_index(
     if kind in ("voc", "coco", "manifest"):
         _verify(index, cache_dir)
     _drop_unlabelled_training_images(index)
-    if not len(index.splits["train"]):
-        raise ValueError(
-            f"No usable training image in {data_dir} ({len(index.problems)} skipped; run "
-            f"`python cli.py data summary` to see why). Received: source={kind!r}"
-        )
+    for split in ("train", "test"):
+        if not len(index.splits[split]):
+            raise ValueError(
+                f"No usable {split} image in {data_dir} ({len(index.problems)} files skipped; "
+                f"`python cli.py data summary` lists why). Received: source={kind!r}"
+            )
     if warn:
         warn_problems(index.problems, f"{SOURCE_NAMES[kind]} ({data_dir})")
     return index

@@ -243,6 +243,12 @@ def test_manifest_format_errors_name_the_file(tmp_path):
     (tmp_path / "n.jsonl").write_text("{}\n")
     with pytest.raises(ValueError, match="several manifests"):
         load_index(str(tmp_path))
+    # A test split left empty by skipped files is an error, not a NaN mAP later.
+    _write_manifest(tmp_path / "empty_test", [{"path": "a.jpg", "split": "train", "labels": "x"},
+                                              {"path": "b.jpg", "split": "test", "labels": "x"}])
+    os.remove(tmp_path / "empty_test" / "b.jpg")
+    with pytest.raises(ValueError, match=r"No usable test image .* Received: source='manifest'"):
+        load_index(str(tmp_path / "empty_test"), warn=False)
 
 
 def _build_tfds_voc(tmp_path, monkeypatch):
