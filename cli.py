@@ -1,8 +1,10 @@
 """Command line of patchpu-keras: `python cli.py --help`."""
 
+import contextlib
 import json
 import os
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -36,6 +38,17 @@ set_option = click.option(
 )
 
 
+@contextlib.contextmanager
+def _plain_warnings():
+    """Warnings (e.g. each skipped image file) as one `Warning: ...` line, without source lines."""
+    original = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"Warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
+
+
 def _config(recipe, assignments, data_dir=None, source=None):
     try:
         config = recipes.apply_overrides(recipes.load(recipe), assignments)
@@ -65,7 +78,8 @@ def train(recipe, data_dir, source, epochs, out, assignments):
     from patchpu_keras.training import train as run
 
     try:
-        report = run(config, out)
+        with _plain_warnings():
+            report = run(config, out)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     labels = "full labels" if report["evaluated_on"] == "full_labels" else (
@@ -74,6 +88,9 @@ def train(recipe, data_dir, source, epochs, out, assignments):
                f"against their {labels}")
     for name, ap in report["per_class_ap"].items():
         click.echo(f"  {name:12s} {'n/a' if ap is None else f'{ap:.4f}'}")
+    for action, by_reason in report.get("files_skipped", {}).items():
+        click.echo(f"Files {action}: " + ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
+                   + " (`python cli.py data summary` lists them)")
     click.echo(f"{report['epochs_completed']} epochs in {report['train_seconds']:.0f} s; wrote {out}/"
                "{model.keras,report.json,heatmaps/}")
     click.echo(json.dumps({"map": report["map"], "out": out}))
@@ -95,8 +112,6 @@ def data():
 def summary(recipe, data_dir, source, assignments, max_files, as_json):
     """Images per split, labels per image and per class, observed labels per regime, skipped files."""
     config = _config(recipe, assignments, data_dir, source)
-
-    import warnings
 
     from patchpu_keras.data.sources import load_index
     from patchpu_keras.data.summary import format_summary, summarize

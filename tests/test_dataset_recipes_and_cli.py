@@ -119,6 +119,7 @@ def test_coco_recipe_trains_one_epoch_through_bad_files(tmp_path):
     for number, reason in [(7, "no annotations"), (8, "unknown category id"), (9, "missing file"),
                            (10, "grayscale converted to RGB")]:
         assert f"COCO_train2014_{number:012d}.jpg: {reason}" in messages
+    assert "Files skipped: 1 unknown category id, 1 missing file" in output
     assert report["status"] == "completed" and np.isfinite(report["history"]["loss"][0])
     assert report["class_names"] == [c["name"] for c in trees.COCO_CATEGORIES]
     assert (report["num_train_images"], report["num_test_images"]) == (7, 4)

@@ -1,7 +1,5 @@
 """What a dataset holds: images per split, labels per image and per class, what each regime observes, what was skipped."""
 
-import numpy as np
-
 from patchpu_keras.data.regimes import observe
 
 

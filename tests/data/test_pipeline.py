@@ -110,15 +110,3 @@ def test_redrawn_single_positives_change_every_epoch_reproducibly(rng, tmp_path)
     with pytest.raises(ValueError, match="no positive in row 0"):
         image_dataset(paths[:1], redraw_positives_from=np.zeros((1, 6)))
 
-
-def test_a_model_fits_on_the_file_pipeline(voc, tiny_model):
-    import keras
-
-    from patchpu_keras.losses import WeakNegative
-
-    model = tiny_model(num_labels=20)
-    model.compile(optimizer=keras.optimizers.Lamb(1e-3), loss=WeakNegative())
-    observed = observe(voc.train.full_labels, "single_positive")
-    history = model.fit(image_dataset(voc.train, observed_labels=observed, image_size=32, batch_size=4),
-                        epochs=1, verbose=0, shuffle=False)
-    assert np.isfinite(history.history["loss"][0])
