@@ -19,6 +19,8 @@ def get_config():
     return {
         # Data
         "dataset": "fashion_mnist_mosaics",
+        "data_dir": None,  # set (--data-dir) to train the demo's model on data on disk instead
+        "source": "auto",
         "fashion_mnist_dir": None,  # None: the subset inside the package
         "num_train": 2000,
         "num_test": 600,
@@ -26,7 +28,12 @@ def get_config():
         "data_seed": 0,
         "regime": "single_positive",
         "label_seed": 1200,
+        "partial_fraction": 0.1,  # used by regime=partial only
+        "redraw_each_epoch": False,
+        "holdout_fraction": 0.1,  # data on disk without a test split
+        "holdout_seed": 0,
         "flip": True,
+        "cache": None,
         # Model
         "image_size": 112,
         "patch_size": 28,

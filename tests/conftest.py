@@ -33,3 +33,9 @@ def rng():
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+@pytest.fixture(autouse=True)
+def _image_check_cache(tmp_path_factory, monkeypatch):
+    # Image-check caches go to a per-test folder, never to ~/.cache.
+    monkeypatch.setenv("PATCHPU_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -12,8 +12,10 @@ import numpy as np
 
 from patchpu_keras import losses
 from patchpu_keras.data.mosaics import fashion_mnist_mosaics
-from patchpu_keras.data.pipeline import array_dataset
+from patchpu_keras.data.pipeline import array_dataset, image_dataset
 from patchpu_keras.data.regimes import observe
+from patchpu_keras.data.sources import load_index
+from patchpu_keras.labels import FULL_LABELS, INDEX
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
 from patchpu_keras.models import PatchPUClassifier
 from patchpu_keras.training.run_checkpoint import RunCheckpoint, write_json_atomically
@@ -25,8 +27,16 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "load_data",
+    "predict_dataset",
     "train",
 ]
+
+# What the test mAP is measured against, as the report says it.
+EVALUATED_ON = {
+    "full": "full_labels",
+    "observed": "observed_labels (no test split in the data: a seeded part of the training images "
+                "was held out; labels not observed count as negatives, so the mAP is an estimate)",
+}
 
 
 def build_model(config, num_labels, label_names=None):
@@ -68,31 +78,89 @@ def build_loss(config):
 
 
 def load_data(config):
-    """Images and full labels of the recipe's dataset.
+    """The recipe's data as `tf.data` pipelines, with the training annotation drawn.
+
+    Images come from `config["data_dir"]` when it is set (VOC, COCO, TFDS,
+    folders or a manifest, detected or named by `config["source"]`), else from
+    the built-in Fashion-MNIST mosaics (`dataset="fashion_mnist_mosaics"`).
+    The observed training labels follow `config["regime"]` (see
+    `patchpu_keras.data.observe`), drawn with `config["label_seed"]`; with
+    `redraw_each_epoch`, single positives are drawn anew every epoch.
 
     Returns:
-        A dict with `train_images`, `train_full_labels`, `test_images`,
-        `test_full_labels` and `class_names`.
+        A dict with `train` and `test` (batched datasets of `(images,
+        targets)`; test targets carry full labels), `class_names`,
+        `num_train`, `num_test`, `observed_labels` (the training annotation;
+        with redraws, the first epoch's is not known in advance, so this is
+        the draw of `single_positive` with `label_seed`), `train_names`,
+        `test_labels` ("full", or "observed" when the test split was held out
+        of observed-only data) and `index` (the `DatasetIndex`, or None for
+        the demo).
     """
-    if config["dataset"] != "fashion_mnist_mosaics":
+    regime = config["regime"]
+    label_seed = config["label_seed"]
+    partial_fraction = config.get("partial_fraction")
+    redraw = bool(config.get("redraw_each_epoch", False))
+    if redraw and regime != "single_positive":
         raise ValueError(
-            "Unknown dataset. Expected 'fashion_mnist_mosaics'. "
-            f"Received: dataset={config['dataset']!r}"
+            "`redraw_each_epoch` redraws single positives: it needs regime=single_positive. "
+            f"Received: regime={regime!r}"
         )
-    mosaics = fashion_mnist_mosaics(
-        num_train=config["num_train"],
-        num_test=config["num_test"],
-        canvas_size=config["image_size"],
-        items_per_image=tuple(config["items_per_image"]),
-        seed=config["data_seed"],
-        fashion_mnist_dir=config.get("fashion_mnist_dir"),
+    image_size, batch_size, seed = config["image_size"], config["batch_size"], config["seed"]
+    flip = config.get("flip", True)
+    if config.get("data_dir") is None and config["dataset"] == "fashion_mnist_mosaics":
+        mosaics = fashion_mnist_mosaics(
+            num_train=config["num_train"],
+            num_test=config["num_test"],
+            canvas_size=image_size,
+            items_per_image=tuple(config["items_per_image"]),
+            seed=config["data_seed"],
+            fashion_mnist_dir=config.get("fashion_mnist_dir"),
+        )
+        train_full = mosaics["train"]["full_labels"]
+        observed = observe(train_full, regime, seed=label_seed, partial_fraction=partial_fraction)
+        train = array_dataset(
+            mosaics["train"]["images"], observed_labels=observed, batch_size=batch_size,
+            shuffle=True, flip=flip, seed=seed,
+            redraw_positives_from=train_full if redraw else None, label_seed=label_seed,
+        )
+        test_full = mosaics["test"]["full_labels"]
+        test = array_dataset(mosaics["test"]["images"], full_labels=test_full, batch_size=batch_size)
+        return {
+            "train": train, "test": test, "class_names": list(mosaics["class_names"]),
+            "num_train": len(observed), "num_test": len(test_full), "observed_labels": observed,
+            "train_names": None, "test_labels": "full", "index": None,
+        }
+    index = load_index(
+        config.get("data_dir"),
+        source=config.get("source", "auto"),
+        dataset=config.get("dataset"),
+        holdout_fraction=config.get("holdout_fraction", 0.1),
+        holdout_seed=config.get("holdout_seed", 0),
+    )
+    train_split, test_split = index.splits["train"], index.splits["test"]
+    observed = observe(
+        train_split.full_labels, regime, seed=label_seed, partial_fraction=partial_fraction,
+        observed_labels=train_split.observed_labels,
+    )
+    pool = None
+    if redraw:
+        pool = train_split.full_labels if train_split.full_labels is not None else (
+            (train_split.observed_labels > 0).astype("float32"))
+    cache = config.get("cache", False)
+    train = image_dataset(
+        train_split, observed_labels=observed, image_size=image_size, batch_size=batch_size,
+        shuffle=True, flip=flip, seed=seed, cache=cache,
+        redraw_positives_from=pool, label_seed=label_seed,
+    )
+    test = image_dataset(
+        test_split, full_labels=test_split.full_labels, image_size=image_size, batch_size=batch_size,
+        cache=cache if cache in (False, None, True) else f"{cache}-test",
     )
     return {
-        "train_images": mosaics["train"]["images"],
-        "train_full_labels": mosaics["train"]["full_labels"],
-        "test_images": mosaics["test"]["images"],
-        "test_full_labels": mosaics["test"]["full_labels"],
-        "class_names": mosaics["class_names"],
+        "train": train, "test": test, "class_names": index.class_names,
+        "num_train": len(train_split), "num_test": len(test_split), "observed_labels": observed,
+        "train_names": train_split.names, "test_labels": index.test_labels, "index": index,
     }
 
 
@@ -115,8 +183,8 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
 
     Writes into `out_dir`: `model.keras` and `history.json` after every epoch
     (atomically, so a crash keeps the last epoch), `observed_labels.npz` (the
-    drawn annotation, for reproducibility), `report.json` and
-    `heatmaps/*.png`. If training stops on an error, `report.json` records the
+    drawn annotation with the training images' names, for reproducibility),
+    `report.json` and `heatmaps/*.png`. If training stops on an error, `report.json` records the
     error and the epochs completed before it is re-raised.
 
     Args:
@@ -127,55 +195,56 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
 
     Returns:
         The report dict: `map`, `per_class_ap`, `history`, `config`, `seconds`,
-        and counts.
+        counts, `source`, `evaluated_on` ("full_labels", or "observed_labels
+        ..." when the test split was held out of observed-only data) and, for
+        data on disk, `files_skipped` and `data_notes`.
     """
     _check_config(config)
-    os.makedirs(out_dir, exist_ok=True)
     keras.utils.set_random_seed(config["seed"])
     data = load_data(config)
+    os.makedirs(out_dir, exist_ok=True)
     class_names = data["class_names"]
     num_labels = len(class_names)
-    observed = observe(data["train_full_labels"], config["regime"], seed=config["label_seed"])
+    observed = data["observed_labels"]
     np.savez(
         os.path.join(out_dir, "observed_labels.npz"),
         observed_labels=observed,
+        image_names=np.asarray(data["train_names"] or [], dtype=str),
         class_names=np.asarray(class_names),
         regime=config["regime"],
         label_seed=config["label_seed"],
+        redraw_each_epoch=bool(config.get("redraw_each_epoch", False)),
     )
-    batch_size = config["batch_size"]
-    train_data = array_dataset(
-        data["train_images"], observed_labels=observed, batch_size=batch_size,
-        shuffle=True, flip=config.get("flip", True), seed=config["seed"],
-    )
-    test_data = array_dataset(
-        data["test_images"], full_labels=data["test_full_labels"], batch_size=batch_size
-    )
-    steps_per_epoch = int(np.ceil(len(observed) / batch_size))
+    steps_per_epoch = int(np.ceil(data["num_train"] / config["batch_size"]))
     model = build_model(config, num_labels, label_names=class_names)
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=build_loss(config),
-        metrics=[MeanAveragePrecision(num_labels, capacity=len(data["test_images"]))],
+        metrics=[MeanAveragePrecision(num_labels, capacity=data["num_test"])],
         jit_compile=keras.backend.backend() == "jax",
     )
+    index = data["index"]
     report = {
         "status": "running",
         "backend": keras.backend.backend(),
         "num_parameters": model.count_params(),
         "num_patches": model.num_patches,
-        "num_train_images": len(observed),
-        "num_test_images": len(data["test_images"]),
+        "num_train_images": data["num_train"],
+        "num_test_images": data["num_test"],
         "class_names": class_names,
+        "source": index.source if index is not None else config["dataset"],
+        "evaluated_on": EVALUATED_ON[data["test_labels"]],
         "config": config,
     }
+    if index is not None:
+        report.update(data_dir=index.root, files_skipped=index.problem_counts(), data_notes=index.notes)
     checkpoint = RunCheckpoint(out_dir)
     start = time.time()
     try:
         model.fit(
-            train_data,
+            data["train"],
             epochs=config["epochs"],
-            validation_data=test_data,
+            validation_data=data["test"],
             callbacks=[checkpoint],
             shuffle=False,  # the dataset reshuffles itself every epoch
             verbose=verbose,
@@ -192,17 +261,16 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
         raise
     train_seconds = time.time() - start
 
-    outputs = model.predict(test_data, verbose=0)
-    per_class = per_class_average_precision(data["test_full_labels"], outputs["probabilities"])
+    outputs = predict_dataset(model, data["test"], keep=num_heatmaps)
+    per_class = per_class_average_precision(outputs["full_labels"], outputs["probabilities"])
     boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
     heatmap_dir = os.path.join(out_dir, "heatmaps")
     os.makedirs(heatmap_dir, exist_ok=True)
-    for index in range(min(num_heatmaps, len(data["test_images"]))):
+    for position, image in enumerate(outputs["images"]):
         figure = attention_figure(
-            data["test_images"][index], outputs["probabilities"][index],
-            outputs["attention"][index], boxes, levels, class_names,
+            image, outputs["probabilities"][position], outputs["attention"][position], boxes, levels, class_names,
         )
-        figure.save(os.path.join(heatmap_dir, f"test_{index:04d}.png"))
+        figure.save(os.path.join(heatmap_dir, f"test_{position:04d}.png"))
     report.update(
         status="completed",
         map=float(np.nanmean(per_class)),
@@ -216,3 +284,32 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
     )
     write_json_atomically(os.path.join(out_dir, "report.json"), report)
     return report
+
+
+def predict_dataset(model, dataset, keep=0):
+    """Probabilities and full labels of every element of a labelled dataset, in order.
+
+    Labels come from each batch's targets, so they match the predictions
+    whatever order the dataset yields images in.
+
+    Returns:
+        A dict with `probabilities` `(n, L)`, `full_labels` `(n, L)`, `index`
+        `(n,)`, and `images` and `attention` of the first `keep` images.
+    """
+    probabilities, full_labels, indices, images, attention = [], [], [], [], []
+    for batch_images, targets in dataset:
+        outputs = model.predict_on_batch(batch_images.numpy())
+        probabilities.append(np.asarray(outputs["probabilities"]))
+        full_labels.append(targets[FULL_LABELS].numpy())
+        indices.append(targets[INDEX].numpy())
+        missing = keep - sum(len(batch) for batch in images)
+        if missing > 0:
+            images.append(batch_images.numpy()[:missing])
+            attention.append(np.asarray(outputs["attention"])[:missing])
+    return {
+        "probabilities": np.concatenate(probabilities),
+        "full_labels": np.concatenate(full_labels),
+        "index": np.concatenate(indices),
+        "images": np.concatenate(images) if images else np.zeros((0,)),
+        "attention": np.concatenate(attention) if attention else np.zeros((0,)),
+    }

@@ -1,0 +1,186 @@
+"""Datasets on disk: detect what `--data-dir` holds, read it, check every image once.
+
+Sources and what they need in `data_dir`:
+
+| source | `data_dir` holds |
+|---|---|
+| `voc` | `VOCdevkit/VOC2012/` (or is it, or `VOC2012/`), or `VOCtrainval_11-May-2012.tar` (or is it) |
+| `coco` | `annotations/instances_{train,val}2014.json`, `train2014/`, `val2014/` |
+| `tfds` | a TFDS data dir with `voc/2012` or `coco/2014` prepared |
+| `folders` | `train/<label>/<image>`, optional `test/<label>/<image>` |
+| `manifest` | one `*.csv` or `*.jsonl` (or is it) |
+"""
+
+import os
+
+import numpy as np
+
+from patchpu_keras.data import coco, folders, manifest, tfds_source, voc
+from patchpu_keras.data.image_files import check_image_files, warn_problems
+
+SOURCES = ("auto", "voc", "coco", "tfds", "folders", "manifest")
+# Recipe `dataset` -> what to say when --data-dir is missing or wrong.
+DATASET_HINTS = {
+    "voc2012": voc.not_found_message,
+    "coco2014": coco.not_found_message,
+}
+SOURCE_NAMES = {
+    "voc": "VOC 2012", "coco": "COCO 2014", "tfds": "TFDS", "folders": "folders", "manifest": "manifest",
+}
+
+
+def _custom_message(data_dir):
+    return (
+        f"No dataset found in {data_dir}: looked for VOC 2012 "
+        f"({os.path.join(data_dir, 'VOCdevkit', 'VOC2012', 'ImageSets', 'Main', 'train.txt')} or "
+        f"{voc.TAR_NAME}), COCO 2014 ({os.path.join(data_dir, 'annotations', 'instances_train2014.json')}), "
+        f"a prepared TFDS voc/2012 or coco/2014, label folders "
+        f"({os.path.join(data_dir, 'train', '<label>', '<image>')}) and a manifest "
+        f"({os.path.join(data_dir, '*.csv')} or *.jsonl with columns path, split, labels). "
+        "README.md, Datasets, shows each layout. "
+        f"Received: data_dir={data_dir!r}"
+    )
+
+
+def not_found_message(data_dir, dataset=None):
+    """The error for a `data_dir` holding nothing readable, with how to get `dataset`."""
+    if data_dir is None:
+        hint = DATASET_HINTS.get(dataset, _custom_message)("DIR")
+        hint = hint.replace("Received: data_dir='DIR'", "Received: data_dir=None")
+        return f"No --data-dir given: this recipe reads its images from one. {hint}"
+    if dataset in DATASET_HINTS:
+        return DATASET_HINTS[dataset](data_dir)
+    return _custom_message(data_dir)
+
+
+def detect_source(data_dir):
+    """The kind of source `data_dir` holds ("voc", "coco", "tfds", "folders", "manifest") or None."""
+    if os.path.isfile(data_dir):
+        if data_dir.endswith(".tar"):
+            return "voc"
+        if data_dir.endswith(manifest.EXTENSIONS):
+            return "manifest"
+        return None
+    if not os.path.isdir(data_dir):
+        return None
+    if voc.find_voc(data_dir):
+        return "voc"
+    if coco.find_coco(data_dir):
+        return "coco"
+    if tfds_source.find_tfds(data_dir):
+        return "tfds"
+    if folders.find_folders(data_dir):
+        return "folders"
+    if manifest.find_manifest(data_dir):
+        return "manifest"
+    return None
+
+
+def _verify(index, cache_dir):
+    """Drops every image the pipeline could not decode; records conversions."""
+    for split_name, split in list(index.splits.items()):
+        if split.files is None or not len(split):
+            continue
+        ranges = list(split.byte_ranges) if split.byte_ranges is not None else None
+        checks = check_image_files(split.files, ranges, cache_name=index.root, cache_dir=cache_dir)
+        keep = np.array([check["ok"] for check in checks], dtype=bool)
+        for name, check in zip(split.names, checks):
+            if not check["ok"]:
+                index.problems.append({"name": name, "split": split_name, "action": "skipped",
+                                       "reason": check["reason"], "detail": check["detail"]})
+            elif check["reason"]:
+                index.problems.append({"name": name, "split": split_name, "action": "converted",
+                                       "reason": check["reason"], "detail": None})
+        index.splits[split_name] = split.subset(keep)
+    return index
+
+
+def _drop_unlabelled_training_images(index):
+    train = index.splits["train"]
+    known = train.known_labels
+    empty = ~np.any(known != 0, axis=1)
+    for row in np.flatnonzero(empty):
+        index.problems.append({"name": train.names[row], "split": "train", "action": "skipped",
+                               "reason": "no labels", "detail": None})
+    index.splits["train"] = train.subset(~empty)
+
+
+def load_index(
+    data_dir,
+    source="auto",
+    dataset=None,
+    holdout_fraction=0.1,
+    holdout_seed=0,
+    cache_dir=None,
+    warn=True,
+):
+    """Reads the dataset in `data_dir` and decode-checks every image it lists.
+
+    Args:
+        data_dir: str, see the module docstring for each source's layout.
+        source: "auto" (detect from `data_dir`) or one of "voc", "coco",
+            "tfds", "folders", "manifest".
+        dataset: the recipe's dataset ("voc2012", "coco2014", "custom"): the
+            TFDS dataset to read with `source="tfds"`, and the download hint of
+            the error when `data_dir` holds nothing.
+        holdout_fraction: float, part of the training images held out for
+            testing when folders or a manifest give no test split.
+        holdout_seed: int.
+        cache_dir: directory of the image-check cache (default
+            `$PATCHPU_CACHE_DIR` or `~/.cache/patchpu_keras`).
+        warn: bool, emit one warning per skipped or converted file.
+
+    Returns:
+        A `DatasetIndex`. Every image in its splits decodes with
+        `image_files.decode_image`, so the pipeline cannot fail on one mid-epoch.
+
+    Raises:
+        FileNotFoundError: `data_dir` holds none of the sources, naming the
+            files looked for and where to get them.
+
+    Example:
+    >>> index = load_index("/data/VOCdevkit")
+    >>> index.source, len(index.splits["train"]), len(index.splits["test"])
+    ('voc', 5717, 5823)
+    """
+    if source not in SOURCES:
+        raise ValueError(f"Unknown source. Expected one of {SOURCES}. Received: source={source!r}")
+    if data_dir is None:
+        raise FileNotFoundError(not_found_message(None, dataset))
+    data_dir = os.path.expanduser(str(data_dir))
+    if not os.path.exists(data_dir):
+        raise FileNotFoundError(
+            f"--data-dir {data_dir} does not exist. " + not_found_message(data_dir, dataset)
+        )
+    kind = detect_source(data_dir) if source == "auto" else source
+    if kind is None:
+        raise FileNotFoundError(not_found_message(data_dir, dataset))
+    if kind == "voc":
+        index = voc.read_voc(data_dir)
+    elif kind == "coco":
+        index = coco.read_coco(data_dir)
+    elif kind == "tfds":
+        prepared = tfds_source.find_tfds(data_dir) if os.path.isdir(data_dir) else []
+        name = tfds_source.NAMES.get(dataset) or (prepared[0] if len(prepared) == 1 else None)
+        if name is None:
+            raise ValueError(
+                "Which TFDS dataset? Use a recipe of voc2012 or coco2014, or keep one dataset in "
+                f"--data-dir. Received: dataset={dataset!r}, prepared={prepared}"
+            )
+        index = tfds_source.read_tfds(data_dir, name, cache_dir=cache_dir)
+    elif kind == "folders":
+        index = folders.read_folders(data_dir, holdout_fraction, holdout_seed, cache_dir=cache_dir)
+    else:
+        index = manifest.read_manifest(data_dir, holdout_fraction, holdout_seed)
+    if kind in ("voc", "coco", "manifest"):
+        _verify(index, cache_dir)
+    _drop_unlabelled_training_images(index)
+    for split in ("train", "test"):
+        if not len(index.splits[split]):
+            raise ValueError(
+                f"No usable {split} image in {data_dir} ({len(index.problems)} files skipped; "
+                f"`python cli.py data summary` lists why). Received: source={kind!r}"
+            )
+    if warn:
+        warn_problems(index.problems, f"{SOURCE_NAMES[kind]} ({data_dir})")
+    return index

@@ -1,0 +1,38 @@
+"""The paper's settings (Jouanneau et al., VISAPP 2023, sec. 4.1.2), shared by the dataset recipes."""
+
+
+def paper_settings():
+    """Model, optimisation and data-protocol keys of sec. 4.1.2 as a plain dict."""
+    return {
+        # Data
+        "dataset": None,  # set by each recipe: "voc2012", "coco2014" or "custom"
+        "data_dir": None,  # --data-dir
+        "source": "auto",  # --source: auto, voc, coco, tfds, folders, manifest
+        "regime": "single_positive",
+        "label_seed": 1200,  # Cole et al. 2021
+        "partial_fraction": 0.1,  # used by regime=partial only
+        "redraw_each_epoch": False,
+        "holdout_fraction": 0.1,  # folders/manifests without a test split
+        "holdout_seed": 0,
+        "flip": True,
+        "cache": None,  # None: no cache; true: resized images in memory; a path: on disk
+        # Model: 3 resolutions, factor 2, 64x64 patches with stride 64, F = 256
+        "image_size": 640,
+        "patch_size": 64,
+        "stride": 64,
+        "num_resolutions": 3,
+        "downsample_factor": 2,
+        "embedding_dim": 256,
+        "mlp_units": 256,
+        "max_patches_per_resolution": None,
+        # Training: 25 epochs, batch 16, LAMB lr 1e-3 halved every 5 epochs, weight decay 1e-4
+        "loss": "weak_negative",
+        "theta": 0.0,
+        "epochs": 25,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "lr_decay_epochs": 5,
+        "lr_decay_rate": 0.5,
+        "weight_decay": 1e-4,
+        "seed": 0,
+    }

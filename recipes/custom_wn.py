@@ -1,0 +1,21 @@
+"""Your own images gathered per label: the paper's model and weak negative loss.
+
+    python cli.py train --recipe custom_wn --data-dir /data/my_labels
+
+`--data-dir` holds `train/<label>/<image>` folders (optionally `test/<label>/`)
+or one manifest (`*.csv` / `*.jsonl` with `path`, `split`, `labels`, optional
+`negatives`); see README.md, Datasets. The labels are the ones the data gives
+(`regime=observed`): an image's observed positives are the folders it is in.
+Without a test split, a seeded 10% of the training images is held out and
+evaluated on its observed labels (the report says so). Model and optimisation
+are the paper's (Jouanneau et al., VISAPP 2023, sec. 4.1.2: 640x640, 3
+resolutions, factor 2, 64x64 patches stride 64, F = 256, 25 epochs, batch 16,
+LAMB lr 1e-3 halved every 5 epochs, weight decay 1e-4, theta = 0); there is no
+reference number for your data.
+"""
+
+from recipes._paper import paper_settings
+
+
+def get_config():
+    return {**paper_settings(), "dataset": "custom", "loss": "weak_negative", "regime": "observed"}

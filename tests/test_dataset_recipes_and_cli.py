@@ -1,0 +1,142 @@
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import recipes
+from cli import cli
+from data import trees
+from patchpu_keras import PatchPUClassifier
+from patchpu_keras.data import load_index
+from patchpu_keras.data.voc import CLASS_NAMES as VOC_CLASSES
+from patchpu_keras.metrics import mean_average_precision_score
+
+# The paper's recipes shrunk to seconds: 32x32 images, 16x16 patches, 2 levels, F = 16.
+TINY_PAPER = ["image_size=32", "patch_size=16", "stride=16", "num_resolutions=2", "embedding_dim=16",
+              "mlp_units=16"]
+PAPER = {"image_size": 640, "patch_size": 64, "stride": 64, "num_resolutions": 3, "downsample_factor": 2,
+         "embedding_dim": 256, "epochs": 25, "batch_size": 16, "learning_rate": 1e-3, "lr_decay_epochs": 5,
+         "lr_decay_rate": 0.5, "weight_decay": 1e-4, "theta": 0.0, "label_seed": 1200}
+
+
+def _sets(assignments):
+    return sum((["--set", assignment] for assignment in assignments), [])
+
+
+def _train(recipe, data_dir, out, *assignments):
+    result = CliRunner().invoke(
+        cli, ["train", "--recipe", recipe, "--data-dir", str(data_dir), "--epochs", "1", "--out", str(out)]
+        + _sets(TINY_PAPER + list(assignments)),
+    )
+    assert result.exit_code == 0, result.output
+    return result.output, json.load(open(os.path.join(out, "report.json")))
+
+
+@pytest.mark.parametrize("name, dataset, loss, regime, reported", [
+    ("voc_wn", "voc2012", "weak_negative", "single_positive", "60.4"),
+    ("voc_bce", "voc2012", "full_bce", "full", "61.6"),
+    ("coco_wn", "coco2014", "weak_negative", "single_positive", "63.2"),
+    ("coco_bce", "coco2014", "full_bce", "full", "65.8"),
+    ("custom_wn", "custom", "weak_negative", "observed", None),
+])
+def test_dataset_recipes_hold_the_papers_settings(name, dataset, loss, regime, reported):
+    config = recipes.load(name)
+    assert {key: config[key] for key in PAPER} == PAPER
+    assert (config["dataset"], config["loss"], config["regime"]) == (dataset, loss, regime)
+    doc = recipes._module(name).__doc__
+    assert f"python cli.py train --recipe {name} --data-dir" in doc and "VISAPP 2023" in doc and "4.1.2" in doc
+    if reported:
+        assert f"mAP {reported}" in recipes.summary(name)
+
+
+def test_data_summary_prints_counts_regimes_and_every_skipped_file(tmp_path):
+    trees.make_voc(tmp_path, bad=True)
+    result = CliRunner().invoke(cli, ["data", "summary", "--recipe", "voc_wn", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "train: 10 images, 1.50 labels per image" in result.output
+    assert "test : 6 images, 1.17 labels per image" in result.output
+    assert "single_positive  1.00 positives, 0.00 negatives, 19.00 unknown" in result.output
+    for image_id in trees.VOC_BAD:
+        assert f"JPEGImages/{image_id}.jpg" in result.output
+    result = CliRunner().invoke(
+        cli, ["data", "summary", "--recipe", "voc_wn", "--data-dir", str(tmp_path), "--json",
+              "--set", "partial_fraction=0.5"])
+    summary = json.loads(result.output)
+    assert summary["splits"]["train"]["images"] == 10 and summary["regimes"]["partial"]["observed_fraction"] == 0.5
+    assert summary["problems"]["converted"] == {"CMYK converted to RGB": 1, "grayscale converted to RGB": 1}
+
+
+@pytest.mark.parametrize("command", [["data", "summary"], ["train"]])
+def test_missing_data_dir_says_which_file_and_where_to_get_it(tmp_path, command):
+    if command == ["train"]:
+        command = command + ["--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, command + ["--recipe", "coco_wn", "--data-dir", str(tmp_path / "coco")])
+    assert result.exit_code != 0
+    assert "annotations/instances_train2014.json" in result.output and "cocodataset.org" in result.output
+    result = CliRunner().invoke(cli, command + ["--recipe", "voc_wn"])
+    assert result.exit_code != 0 and "No --data-dir given" in result.output
+    assert "VOCtrainval_11-May-2012.tar" in result.output
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
+
+
+@pytest.mark.large
+def test_voc_recipe_trains_one_epoch_on_the_voc_fixture(tmp_path):
+    trees.make_voc(tmp_path / "voc")
+    out = tmp_path / "run"
+    output, report = _train("voc_wn", tmp_path / "voc", out, "batch_size=2")
+    assert report["status"] == "completed" and report["epochs_completed"] == 1
+    assert report["source"] == "voc" and report["evaluated_on"] == "full_labels"
+    assert (report["num_train_images"], report["num_test_images"]) == (8, 6)
+    assert "against their full labels" in output
+    model = keras.models.load_model(out / "model.keras")
+    assert isinstance(model, PatchPUClassifier) and model.label_names == list(VOC_CLASSES)
+    # The saved annotation: one positive per training image, one of its true positives.
+    index = load_index(str(tmp_path / "voc"))
+    drawn = np.load(out / "observed_labels.npz")
+    assert list(drawn["image_names"]) == index.train.names and str(drawn["regime"]) == "single_positive"
+    assert np.all((drawn["observed_labels"] == 1).sum(1) == 1)
+    assert np.all(index.train.full_labels[drawn["observed_labels"] == 1] == 1)
+    # The reported mAP is the saved model's mAP on VOC val's full labels.
+    from patchpu_keras.data import image_dataset
+
+    test = image_dataset(index.test, full_labels=index.test.full_labels, image_size=32, batch_size=6)
+    images, targets = next(iter(test))
+    scores = model.predict(images.numpy(), verbose=0)["probabilities"]
+    assert mean_average_precision_score(targets["full_labels"].numpy(), scores) == pytest.approx(report["map"], abs=1e-5)
+
+
+@pytest.mark.large
+def test_coco_recipe_trains_one_epoch_through_bad_files(tmp_path):
+    trees.make_coco(tmp_path / "coco", bad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output, report = _train("coco_wn", tmp_path / "coco", tmp_path / "run", "batch_size=7")
+    messages = "\n".join(str(w.message) for w in caught)
+    for number, reason in [(7, "no annotations"), (8, "unknown category id"), (9, "missing file"),
+                           (10, "grayscale converted to RGB")]:
+        assert f"COCO_train2014_{number:012d}.jpg: {reason}" in messages
+    assert "Files skipped: 1 unknown category id, 1 missing file" in output
+    assert report["status"] == "completed" and np.isfinite(report["history"]["loss"][0])
+    assert report["class_names"] == [c["name"] for c in trees.COCO_CATEGORIES]
+    assert (report["num_train_images"], report["num_test_images"]) == (7, 4)
+    assert report["files_skipped"] == {
+        "left out": {"no annotations": 1}, "skipped": {"unknown category id": 1, "missing file": 1},
+        "converted": {"grayscale converted to RGB": 1},
+    }
+
+
+@pytest.mark.large
+def test_custom_folders_without_test_train_and_say_the_evaluation_is_on_observed_labels(tmp_path):
+    trees.make_folders(tmp_path / "mine", test=False)
+    out = tmp_path / "run"
+    output, report = _train("custom_wn", tmp_path / "mine", out, "batch_size=8",
+                            "regime=single_positive", "redraw_each_epoch=true")
+    assert report["class_names"] == ["cat", "dog", "sofa", "tree"]
+    assert report["evaluated_on"].startswith("observed_labels (no test split in the data")
+    assert "against their observed labels" in output
+    assert any(note.startswith("No test/ folder") for note in report["data_notes"])
+    assert bool(np.load(out / "observed_labels.npz")["redraw_each_epoch"])
