@@ -100,3 +100,24 @@ def test_a_crash_keeps_the_last_epoch_and_reports_it(tmp_path, monkeypatch):
     assert json.load(open(tmp_path / "history.json"))["epochs_completed"] == 2
     assert isinstance(keras.models.load_model(tmp_path / "model.keras"), PatchPUClassifier)
     assert not os.path.exists(tmp_path / "model.tmp.keras")
+
+
+@pytest.mark.large
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["loss=role"],
+        ["loss=ll_cp", "delta_rel=0.1"],
+        ["model=cam", "backbone=tiny", "loss=ll_r", "boost_lu_alpha=5.0", "delta_rel=0.1"],
+    ],
+)
+def test_compared_methods_train_from_the_cli(tmp_path, overrides):
+    out = str(tmp_path / "run")
+    args = ["train", "--recipe", "demo", "--epochs", "2", "--out", out]
+    result = CliRunner().invoke(cli, args + sum((["--set", s] for s in TINY_DEMO + overrides), []))
+    assert result.exit_code == 0, result.output
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["status"] == "completed" and 0.0 <= report["map"] <= 1.0
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    if "loss=role" in overrides or "loss=ll_cp" in overrides:
+        assert model.loss_state is not None and int(keras.ops.convert_to_numpy(model.loss_state.epoch)) == 1

@@ -17,7 +17,8 @@ from patchpu_keras.data.regimes import observe
 from patchpu_keras.data.sources import load_index
 from patchpu_keras.labels import FULL_LABELS, INDEX
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
-from patchpu_keras.models import PatchPUClassifier
+from patchpu_keras.models import CAMClassifier, PatchPUClassifier
+from patchpu_keras.optimizers import Lamb
 from patchpu_keras.training.run_checkpoint import RunCheckpoint, write_json_atomically
 from patchpu_keras.visualization import attention_figure
 
@@ -39,8 +40,19 @@ EVALUATED_ON = {
 }
 
 
-def build_model(config, num_labels, label_names=None):
-    """A `PatchPUClassifier` with the recipe's architecture."""
+def build_model(config, num_labels, label_names=None, loss_state=None):
+    """The recipe's model: `PatchPUClassifier`, or `CAMClassifier` when `model="cam"`."""
+    if config.get("model", "patch") == "cam":
+        return CAMClassifier(
+            num_labels,
+            backbone=config["backbone"],
+            image_size=config["image_size"],
+            boost_lu_alpha=config.get("boost_lu_alpha"),
+            label_names=label_names,
+            loss_state=loss_state,
+        )
+    if config.get("model", "patch") != "patch":
+        raise ValueError(f"`model` must be 'patch' or 'cam'. Received: model={config['model']!r}")
     return PatchPUClassifier(
         num_labels,
         image_size=config["image_size"],
@@ -53,13 +65,16 @@ def build_model(config, num_labels, label_names=None):
         max_patches_per_resolution=config.get("max_patches_per_resolution"),
         label_names=label_names,
         seed=config["seed"],
+        loss_state=loss_state,
     )
 
 
-def build_optimizer(config, steps_per_epoch):
+def build_optimizer(config, steps_per_epoch, loss=None):
     """LAMB whose learning rate is multiplied by `lr_decay_rate` every `lr_decay_epochs`.
 
     The paper (sec. 4.1.2): lr 1e-3 halved every 5 epochs, weight decay 1e-4.
+    A stateful loss's trainable tables get its learning-rate multipliers (ROLE:
+    10x) and no weight decay.
     """
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config["learning_rate"],
@@ -67,14 +82,59 @@ def build_optimizer(config, steps_per_epoch):
         decay_rate=config["lr_decay_rate"],
         staircase=True,
     )
-    return keras.optimizers.Lamb(schedule, weight_decay=config["weight_decay"])
+    multipliers = dict(getattr(loss, "learning_rate_multipliers", {}))
+    optimizer = Lamb(
+        schedule, weight_decay=config["weight_decay"], learning_rate_multipliers=multipliers
+    )
+    if multipliers:
+        optimizer.exclude_from_weight_decay(var_names=list(multipliers))
+    return optimizer
+
+
+# Recipe loss names and how each builds its loss from the recipe's keys.
+LOSS_BUILDERS = {
+    "full_bce": lambda c: losses.FullBCE(),
+    "assume_negative": lambda c: losses.AssumeNegative(),
+    "assume_negative_ls": lambda c: losses.AssumeNegativeLS(c.get("label_smoothing", 0.1)),
+    "weak_assume_negative": lambda c: losses.WeakAssumeNegative(),
+    "weak_negative": lambda c: losses.WeakNegative(theta=c.get("theta", 0.0)),
+    "expected_positive_regularization": lambda c: losses.ExpectedPositiveRegularization(
+        c["expected_positives"]
+    ),
+    "role": lambda c: losses.ROLE(c["expected_positives"], seed=c["seed"]),
+    "ll_r": lambda c: losses.LargeLoss("reject", delta_rel=c.get("delta_rel")),
+    "ll_ct": lambda c: losses.LargeLoss("temporary", delta_rel=c.get("delta_rel")),
+    "ll_cp": lambda c: losses.LargeLoss("permanent", delta_rel=c.get("delta_rel")),
+    "em": lambda c: losses.EntropyMaximization(c["em_alpha"]),
+    "em_apl": lambda c: losses.EntropyMaximization(
+        c["em_alpha"],
+        beta=c["apl_beta"],
+        warmup_epochs=c.get("apl_warmup_epochs", 5),
+        num_epochs=c["epochs"],
+        negative_proportion=c.get("apl_negative_proportion", 0.9),
+    ),
+    "en_cl": lambda c: losses.ExpectedNegativeConsistency(
+        momentum=c.get("en_momentum", 0.9),
+        threshold=c.get("en_threshold", 0.5),
+        weight=c.get("en_weight", 1.0),
+    ),
+}
 
 
 def build_loss(config):
-    """The recipe's loss instance (`loss` names a key of `losses.LOSSES`)."""
-    if config["loss"] == "weak_negative":
-        return losses.WeakNegative(theta=config.get("theta", 0.0))
-    return losses.get(config["loss"])
+    """The recipe's loss instance (`loss` names a key of `LOSS_BUILDERS`)."""
+    if config["loss"] not in LOSS_BUILDERS:
+        raise ValueError(
+            f"Unknown loss. Expected one of {sorted(LOSS_BUILDERS)}. "
+            f"Received: loss={config['loss']!r}"
+        )
+    try:
+        return LOSS_BUILDERS[config["loss"]](config)
+    except KeyError as error:
+        raise ValueError(
+            f"The {config['loss']!r} loss needs the recipe key {error.args[0]!r} "
+            f"(e.g. `--set {error.args[0]}=...`). Received: keys={sorted(config)}"
+        ) from None
 
 
 def load_data(config):
@@ -171,9 +231,9 @@ def _check_config(config):
             "labels: add `--set regime=full`. "
             f"Received: loss='full_bce', regime={config['regime']!r}"
         )
-    if config["loss"] not in losses.LOSSES:
+    if config["loss"] not in LOSS_BUILDERS:
         raise ValueError(
-            f"Unknown loss. Expected one of {sorted(losses.LOSSES)}. "
+            f"Unknown loss. Expected one of {sorted(LOSS_BUILDERS)}. "
             f"Received: loss={config['loss']!r}"
         )
 
@@ -216,10 +276,12 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
         redraw_each_epoch=bool(config.get("redraw_each_epoch", False)),
     )
     steps_per_epoch = int(np.ceil(data["num_train"] / config["batch_size"]))
-    model = build_model(config, num_labels, label_names=class_names)
+    loss = build_loss(config)
+    loss_state = loss.make_state(observed) if isinstance(loss, losses.StatefulLoss) else None
+    model = build_model(config, num_labels, label_names=class_names, loss_state=loss_state)
     model.compile(
-        optimizer=build_optimizer(config, steps_per_epoch),
-        loss=build_loss(config),
+        optimizer=build_optimizer(config, steps_per_epoch, loss),
+        loss=loss,
         metrics=[MeanAveragePrecision(num_labels, capacity=data["num_test"])],
         jit_compile=keras.backend.backend() == "jax",
     )
@@ -228,7 +290,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
         "status": "running",
         "backend": keras.backend.backend(),
         "num_parameters": model.count_params(),
-        "num_patches": model.num_patches,
+        "num_patches": getattr(model, "num_patches", None),
         "num_train_images": data["num_train"],
         "num_test_images": data["num_test"],
         "class_names": class_names,
@@ -263,10 +325,14 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
 
     outputs = predict_dataset(model, data["test"], keep=num_heatmaps)
     per_class = per_class_average_precision(outputs["full_labels"], outputs["probabilities"])
-    boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
     heatmap_dir = os.path.join(out_dir, "heatmaps")
     os.makedirs(heatmap_dir, exist_ok=True)
-    for position, image in enumerate(outputs["images"]):
+    boxes, levels = (
+        model.patches.patch_boxes(model.image_size, model.image_size)
+        if isinstance(model, PatchPUClassifier)
+        else (None, None)
+    )
+    for position, image in enumerate(outputs["images"] if boxes is not None else []):
         figure = attention_figure(
             image, outputs["probabilities"][position], outputs["attention"][position], boxes, levels, class_names,
         )
@@ -305,7 +371,8 @@ def predict_dataset(model, dataset, keep=0):
         missing = keep - sum(len(batch) for batch in images)
         if missing > 0:
             images.append(batch_images.numpy()[:missing])
-            attention.append(np.asarray(outputs["attention"])[:missing])
+            if "attention" in outputs:
+                attention.append(np.asarray(outputs["attention"])[:missing])
     return {
         "probabilities": np.concatenate(probabilities),
         "full_labels": np.concatenate(full_labels),
