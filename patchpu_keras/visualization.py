@@ -1,4 +1,4 @@
-"""Attention heat maps in the style of the paper's Fig. 3."""
+"""Pictures: attention heat maps in the style of the paper's Fig. 3, precision-recall curves."""
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -71,4 +71,75 @@ def attention_figure(
             fill="black",
             font=font,
         )
+    return figure
+
+
+PLOT_SIZE = (640, 480)
+# Best classes in cool colours, worst in warm ones.
+CURVE_COLOURS = {
+    "best": [(31, 119, 180), (44, 160, 44), (23, 190, 207)],
+    "worst": [(214, 39, 40), (255, 127, 14), (227, 119, 194)],
+}
+
+
+def precision_recall_figure(curves, title="", size=PLOT_SIZE):
+    """Precision-recall curves on one plot, with a legend of names and APs.
+
+    Args:
+        curves: list of dicts with `name`, `ap`, `precision` and `recall`
+            (arrays, as `evaluation.precision_recall_curve` returns them) and
+            `group` (`"best"` or `"worst"`, which picks the colour family).
+        title: str drawn above the plot.
+        size: `(width, height)` of the picture.
+
+    Returns:
+        A `PIL.Image`: recall on x, precision on y, both from 0 to 1, grid every
+        0.2; each curve starts at recall 0 with the precision of the highest
+        threshold.
+    """
+    width, height = size
+    left, right, top, bottom = 56, 190, 36, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    figure = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(figure)
+    font = ImageFont.load_default()
+
+    def to_pixel(recall, precision):
+        return left + recall * plot_w, top + (1.0 - precision) * plot_h
+
+    for tick in np.linspace(0, 1, 6):
+        x, y = to_pixel(tick, tick)
+        draw.line([(x, top), (x, top + plot_h)], fill=(225, 225, 225))
+        draw.line([(left, y), (left + plot_w, y)], fill=(225, 225, 225))
+        draw.text((x - 8, top + plot_h + 6), f"{tick:.1f}", fill="black", font=font)
+        draw.text((left - 28, y - 6), f"{tick:.1f}", fill="black", font=font)
+    draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
+    draw.text((left + plot_w / 2 - 18, height - 18), "recall", fill="black", font=font)
+    draw.text((6, top - 24), "precision", fill="black", font=font)
+    draw.text((left, 8), title, fill="black", font=font)
+
+    used = {"best": 0, "worst": 0}
+    legend_y = top
+    for group_name in ("best", "worst"):
+        group = [curve for curve in curves if curve.get("group", "best") == group_name]
+        if not group:
+            continue
+        draw.text((left + plot_w + 12, legend_y), f"{group_name} classes", fill="black", font=font)
+        legend_y += 16
+        for curve in group:
+            palette = CURVE_COLOURS[group_name]
+            colour = palette[used[group_name] % len(palette)]
+            used[group_name] += 1
+            recall = np.r_[0.0, np.asarray(curve["recall"], dtype=float)]
+            precision = np.asarray(curve["precision"], dtype=float)
+            precision = np.r_[precision[:1], precision]
+            points = [to_pixel(r, p) for r, p in zip(recall, precision) if np.isfinite(r)]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            draw.line([(left + plot_w + 12, legend_y + 6), (left + plot_w + 32, legend_y + 6)],
+                      fill=colour, width=3)
+            draw.text((left + plot_w + 38, legend_y), f"{curve['name'][:18]} (AP {curve['ap']:.3f})",
+                      fill="black", font=font)
+            legend_y += 16
+        legend_y += 8
     return figure
