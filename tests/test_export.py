@@ -15,7 +15,9 @@ import sys
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from cli import cli
 from patchpu_keras.data.image_files import read_image
 from patchpu_keras.export import export_model
 from patchpu_keras.models import load_model
@@ -51,7 +53,11 @@ def expected(model, decoded):
 @pytest.fixture(scope="module")
 def saved_model_dir(trained_elsewhere, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "patchpu"
-    assert export_model(trained_elsewhere["model"], out, version=3) == os.path.join(str(out), "3")
+    result = CliRunner().invoke(
+        cli, ["export", "--model", trained_elsewhere["model"], "--out", str(out), "--version", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {os.path.join(str(out), '3')}"
     return out / "3"
 
 
@@ -114,6 +120,10 @@ def test_an_existing_version_is_kept_without_force(saved_model_dir, trained_else
     before = graph.stat().st_mtime_ns
     with pytest.raises(FileExistsError, match=r"already exists. Pass force=True \(--force\).*--version 4 is free"):
         export_model(trained_elsewhere["model"], saved_model_dir.parent, version=3)
+    result = CliRunner().invoke(
+        cli, ["export", "--model", trained_elsewhere["model"], "--out", str(saved_model_dir.parent), "--version", "3"]
+    )
+    assert result.exit_code != 0 and "already exists" in result.output and "--force" in result.output
     assert graph.stat().st_mtime_ns == before
 
 
