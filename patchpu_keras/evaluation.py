@@ -16,7 +16,7 @@ import warnings
 import keras
 import numpy as np
 
-from patchpu_keras.inference import label_names_of
+from patchpu_keras.inference import label_names_of, predict_batch
 from patchpu_keras.metrics import per_class_average_precision
 from patchpu_keras.training import load_data
 from patchpu_keras.visualization import precision_recall_figure
@@ -165,7 +165,8 @@ def predict_split(model, data, batch_size=32, verbose=1):
     progress = keras.utils.Progbar(num_batches, unit_name="batch", verbose=verbose)
     scores, labels = [], []
     for step, (images, full_labels) in enumerate(batches, start=1):
-        scores.append(np.asarray(model.predict_on_batch(images)["probabilities"]))
+        size = max(batch_size, len(images))  # datasets may batch differently
+        scores.append(predict_batch(model, images, size)["probabilities"])
         labels.append(np.asarray(full_labels))
         progress.update(step)
     if not scores:

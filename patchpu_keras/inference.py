@@ -55,11 +55,28 @@ def _read_batches(paths, batch_size):
         yield pending
 
 
-def _run_model(model, images):
+def predict_batch(model, images, batch_size):
+    """Model outputs (numpy dict) of one batch of at most `batch_size` images.
+
+    A smaller batch is padded with zeros up to `batch_size` and the padding
+    dropped from the outputs: every call then has the same shape, so JAX and
+    TensorFlow compile the model once instead of once more for the last batch.
+    Images are independent at inference (batch norms use their moving
+    statistics), so padding changes no score.
+    """
+    images = np.asarray(images)
+    count = len(images)
+    if count < batch_size:
+        padding = np.zeros((batch_size - count,) + images.shape[1:], images.dtype)
+        images = np.concatenate([images, padding])
+    outputs = model.predict_on_batch(images)
+    return {key: np.asarray(value)[:count] for key, value in outputs.items()}
+
+
+def _run_model(model, images, batch_size):
     """Model outputs (numpy, batch first) for decoded images of any sizes."""
     batch = np.stack([resize_image(image, model.image_size).numpy() for image in images])
-    outputs = model.predict_on_batch(batch)
-    return {key: np.asarray(value) for key, value in outputs.items()}
+    return predict_batch(model, batch, batch_size)
 
 
 def _check_batch_size(batch_size):
@@ -95,7 +112,7 @@ def predict_files(model, paths, threshold=None, batch_size=16):
     names = label_names_of(model)
     for items in _read_batches(paths, batch_size):
         images = [image for _, image, _ in items if image is not None]
-        probabilities = _run_model(model, images)["probabilities"] if images else None
+        probabilities = _run_model(model, images, batch_size)["probabilities"] if images else None
         row = 0
         for path, image, error in items:
             if image is None:
@@ -201,7 +218,7 @@ def explain_files(model, paths, out_dir, top_k=3, level=0, batch_size=16):
     used = set()
     for items in _read_batches(paths, batch_size):
         images = [image for _, image, _ in items if image is not None]
-        outputs = _run_model(model, images) if images else None
+        outputs = _run_model(model, images, batch_size) if images else None
         row = 0
         for path, image, error in items:
             if image is None:

@@ -108,3 +108,33 @@ def not_patchpu(tmp_path):
     with zipfile.ZipFile(tmp_path / "empty.keras", "w") as archive:
         archive.writestr("metadata.json", "{}")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_elsewhere):
+    """`trained_elsewhere`'s model, loaded once on the backend under test."""
+    from patchpu_keras.models import load_model
+
+    return load_model(trained_elsewhere["model"])
+
+
+@pytest.fixture(scope="session")
+def model_predict(trained_model):
+    """`trained_model.predict(images)["probabilities"]`, memoised by content.
+
+    Tests compare what the commands compute against plain `model.predict` on
+    the same pixels; each distinct shape costs a compilation on JAX, so each
+    array is predicted once per session.
+    """
+    import hashlib
+
+    cache = {}
+
+    def predict(images):
+        images = np.asarray(images)
+        key = (images.shape, images.dtype.str, hashlib.sha1(images.tobytes()).hexdigest())
+        if key not in cache:
+            cache[key] = trained_model.predict(images, verbose=0)["probabilities"]
+        return cache[key]
+
+    return predict

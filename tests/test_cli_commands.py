@@ -13,7 +13,6 @@ import recipes
 from cli import cli
 from patchpu_keras.data.image_files import read_image
 from patchpu_keras.metrics import mean_average_precision_score
-from patchpu_keras.models import load_model
 from patchpu_keras.training import load_data
 from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES
 
@@ -30,7 +29,7 @@ def run_dir(trained_elsewhere, tmp_path_factory):
     return folder
 
 
-def test_evaluate_prints_and_writes_the_models_map(run_dir):
+def test_evaluate_prints_and_writes_the_models_map(run_dir, model_predict):
     result = CliRunner().invoke(
         cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--batch-size", "8"] + SET_TINY_DEMO
     )
@@ -40,8 +39,7 @@ def test_evaluate_prints_and_writes_the_models_map(run_dir):
     assert "2/2" in result.stdout  # the progress bar counted both batches
     assert metrics["recipe"] == "demo" and metrics["model"] == str(run_dir / "model.keras")
     data = load_data(recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES))
-    model = load_model(run_dir / "model.keras")
-    scores = model.predict(data["test_images"][..., None], verbose=0)["probabilities"]
+    scores = model_predict(data["test_images"][..., None])
     assert metrics["map"] == pytest.approx(mean_average_precision_score(data["test_full_labels"], scores), abs=1e-6)
     for name in ("per_class.csv", "pr_curves.png"):
         assert os.path.getsize(run_dir / "eval-test" / name) > 100
@@ -62,7 +60,7 @@ def test_evaluate_warns_when_the_recipe_differs_from_the_run(run_dir, tmp_path):
     assert "the model was trained with image_size=56, the recipe gives 112; add --set image_size=56" in result.stderr
 
 
-def test_predict_prints_json_lines_and_skips_unreadable_files(run_dir, image_files, tmp_path):
+def test_predict_prints_json_lines_and_skips_unreadable_files(run_dir, image_files, trained_model, model_predict, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
     args = ["predict", "--model", str(run_dir / "model.keras"), image_files["chelsea.png"], str(broken),
@@ -71,10 +69,9 @@ def test_predict_prints_json_lines_and_skips_unreadable_files(run_dir, image_fil
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["path"] for line in lines] == [image_files["chelsea.png"], image_files["astronaut.jpg"]]
-    model = load_model(run_dir / "model.keras")
     for line in lines:
-        expected = model.predict(read_image(line["path"])[None], verbose=0)["probabilities"][0]
-        kept = {name: score for name, score in zip(model.label_names, expected) if score >= 0.1}
+        expected = model_predict(read_image(line["path"])[None])[0]
+        kept = {name: score for name, score in zip(trained_model.label_names, expected) if score >= 0.1}
         assert line["labels"].keys() == kept.keys()
         assert list(line["labels"].values()) == pytest.approx(sorted(kept.values(), reverse=True), abs=2e-6)
     assert f"skipped {broken}:" in result.stderr

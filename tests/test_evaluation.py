@@ -18,7 +18,6 @@ from patchpu_keras.evaluation import (
     precision_recall_curve,
 )
 from patchpu_keras.metrics import mean_average_precision_score
-from patchpu_keras.models import load_model
 from patchpu_keras.training import load_data
 from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES
 
@@ -98,11 +97,11 @@ def test_evaluation_data_reads_the_demo_splits(recwarn):
         evaluation_data(TINY_DEMO, split="val")
 
 
-def test_evaluate_writes_metrics_csv_and_curves_of_the_models_scores(trained_elsewhere, tmp_path):
-    model = load_model(trained_elsewhere["model"])  # trained on another backend
-    report = evaluate(model, TINY_DEMO, tmp_path / "eval", batch_size=5, verbose=0)
+def test_evaluate_writes_metrics_csv_and_curves_of_the_models_scores(trained_model, model_predict, tmp_path):
+    # trained_model was trained on another backend.
+    report = evaluate(trained_model, TINY_DEMO, tmp_path / "eval", batch_size=8, verbose=0)
     data = load_data(TINY_DEMO)
-    scores = model.predict(data["test_images"][..., None], verbose=0)["probabilities"]
+    scores = model_predict(data["test_images"][..., None])
     assert report["map"] == pytest.approx(mean_average_precision_score(data["test_full_labels"], scores), abs=1e-6)
     assert report["split"] == "test" and report["num_images"] == 16
 

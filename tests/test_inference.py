@@ -7,14 +7,13 @@ from PIL import Image
 
 from patchpu_keras.data.image_files import read_image
 from patchpu_keras.inference import explain_files, explanation_figure, predict_files
-from patchpu_keras.models import load_model
 from patchpu_keras.visualization import CAPTION_HEIGHT, PANEL_SIZE
 
 
 @pytest.fixture(scope="module")
-def model(trained_elsewhere):
+def model(trained_model):
     # Trained on another backend: predictions and explanations below run on this one.
-    return load_model(trained_elsewhere["model"])
+    return trained_model
 
 
 @pytest.fixture
@@ -30,11 +29,13 @@ def folder(tmp_path, image_files):
     return tmp_path
 
 
-def _expected(model, path):
-    return model.predict(read_image(path)[None], verbose=0)["probabilities"][0]
+@pytest.fixture
+def expected(model_predict):
+    """`model.predict` on one image file's decoded pixels, at their own size."""
+    return lambda path: model_predict(read_image(path)[None])[0]
 
 
-def test_predict_files_scores_every_readable_file_and_reports_the_rest(model, folder, image_files):
+def test_predict_files_scores_every_readable_file_and_reports_the_rest(model, folder, image_files, expected):
     missing = str(folder / "missing.jpg")
     records = list(predict_files(model, [folder, image_files["astronaut.jpg"], missing], batch_size=2))
     assert [record["path"] for record in records] == [
@@ -49,9 +50,9 @@ def test_predict_files_scores_every_readable_file_and_reports_the_rest(model, fo
         labels = record["labels"]
         assert list(labels) == sorted(labels, key=labels.get, reverse=True)
         assert set(labels) == set(model.label_names)
-        expected = dict(zip(model.label_names, _expected(model, record["path"])))
+        want = dict(zip(model.label_names, expected(record["path"])))
         for name, score in labels.items():
-            assert score == pytest.approx(expected[name], abs=2e-6)
+            assert score == pytest.approx(want[name], abs=2e-6)
     # Different images, different scores: the checks above are not about a constant.
     assert records[0]["labels"] != records[4]["labels"]
 
@@ -73,7 +74,7 @@ def test_threshold_keeps_labels_at_or_above_it_and_batching_changes_nothing(mode
         next(predict_files(model, [folder], threshold=1.5))
 
 
-def test_explain_files_writes_one_figure_per_readable_image(model, folder, image_files, tmp_path):
+def test_explain_files_writes_one_figure_per_readable_image(model, folder, image_files, expected, tmp_path):
     out = tmp_path / "explanations"
     paths = [image_files["astronaut.jpg"], folder / "broken.jpg", folder / "a_cat.png", image_files["chelsea.png"]]
     records = list(explain_files(model, paths, out, top_k=2))
@@ -83,8 +84,7 @@ def test_explain_files_writes_one_figure_per_readable_image(model, folder, image
     for record in (records[0], records[2]):
         figure = np.asarray(Image.open(record["figure"]))
         assert figure.shape == (PANEL_SIZE + CAPTION_HEIGHT, 2 * PANEL_SIZE, 3)
-        expected = _expected(model, record["path"])
-        top = np.argsort(-expected)[:2]
+        top = np.argsort(-expected(record["path"]))[:2]
         assert list(record["labels"]) == [model.label_names[i] for i in top]
     # Two inputs with the same name do not overwrite each other's figure.
     twice = list(explain_files(model, [image_files["chelsea.png"], folder / "a_cat.png", image_files["chelsea.png"]], out))
