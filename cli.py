@@ -159,12 +159,13 @@ def predict(model_path, paths, threshold, batch_size):
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
               help="Labels shown, one panel each.")
 @click.option("--level", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Resolution level drawn (0 is the finest).")
+              help="Resolution level drawn (0 is the finest; patch models).")
 def explain(model_path, paths, out, top_k, level):
     """Attention maps of image files, one PNG per image, as in the paper's Figure 3.
 
     Each panel is one of the top-k labels: the image with every patch of the
-    chosen level tinted by its attention for that label, the score underneath.
+    chosen level tinted by its attention for that label (for a CAM model: its
+    class activation map upsampled over the image), the score underneath.
     Unreadable files are reported on stderr and skipped.
     """
     from patchpu_keras.inference import explain_files

@@ -79,8 +79,8 @@ def export_model(model, out_dir, version=1, format="tf_saved_model", force=False
     """Exports a model for serving into `out_dir/<version>/`.
 
     Args:
-        model: a `PatchPUClassifier` (or another model of
-            `patchpu_keras.models.SUPPORTED_MODELS`), or the path of its
+        model: a model of `patchpu_keras.models.SUPPORTED_MODELS`
+            (`PatchPUClassifier`, `CAMClassifier`), or the path of its
             `.keras` file.
         out_dir: str, the model's folder as TF Serving's `--model_base_path`
             sees it; created if needed.

@@ -6,8 +6,8 @@ through the model on whatever backend is active. A file that cannot be read or
 decoded yields a record with an `error` naming it, and the others go on.
 
 Models plug in through their output dict: `explanation_figure` draws the
-patch attention of a model returning `attention` (`PatchPUClassifier`); a
-class activation map (`cam`, the CAM baseline of issue 5) is the other branch.
+patch attention of a model returning `attention` (`PatchPUClassifier`) and the
+class activation maps of one returning `cam` (`CAMClassifier`).
 """
 
 import os
@@ -21,7 +21,7 @@ from patchpu_keras.data.image_files import (
     read_image,
     resize_image,
 )
-from patchpu_keras.visualization import PANEL_SIZE, attention_figure
+from patchpu_keras.visualization import PANEL_SIZE, attention_figure, cam_figure
 
 PATH = "path"
 LABELS = "labels"
@@ -131,6 +131,15 @@ def predict_files(model, paths, threshold=None, batch_size=16):
             }
 
 
+def _display_image(image, panel_size):
+    """Images larger than a panel are downsized (with antialiasing) before tinting."""
+    if max(image.shape[:2]) <= panel_size:
+        return image
+    return np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize(
+        (panel_size, panel_size), Image.BILINEAR
+    ))
+
+
 def explanation_figure(model, image, outputs, top_k=3, level=0, panel_size=PANEL_SIZE):
     """The explanation of one image as a picture, chosen by what the model outputs.
 
@@ -143,23 +152,18 @@ def explanation_figure(model, image, outputs, top_k=3, level=0, panel_size=PANEL
         panel_size: side of one panel in pixels.
 
     Returns:
-        A `PIL.Image`: for a model with `attention` outputs, the image with each
-        patch of `level` tinted by its attention for each of the top-k labels,
-        `name: score` under each panel (the paper's Fig. 3).
+        A `PIL.Image` with one panel per top-k label and `name: score` under
+        each: for outputs with `attention` (`PatchPUClassifier`), each patch
+        of `level` tinted by its attention (the paper's Fig. 3); for outputs
+        with `cam` (`CAMClassifier`), the label's class activation map
+        upsampled over the image.
 
     Raises:
-        NotImplementedError: for class activation maps (`cam`), drawn once the
-            CAM model exists.
-        ValueError: for outputs with neither.
+        ValueError: for outputs with neither, or a level the model lacks.
     """
     if "attention" in outputs:
+        image = _display_image(image, panel_size)
         height, width = image.shape[:2]
-        if max(height, width) > panel_size:
-            # Downsized (with antialiasing) before tinting: the panel is this big anyway.
-            image = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize(
-                (panel_size, panel_size), Image.BILINEAR
-            ))
-            height, width = panel_size, panel_size
         size = model.image_size
         boxes, levels = model.patches.patch_boxes(size, size)
         # Patches are cut from the image resized to image_size x image_size.
@@ -174,9 +178,9 @@ def explanation_figure(model, image, outputs, top_k=3, level=0, panel_size=PANEL
             label_names_of(model), top_k=top_k, level=level, panel_size=panel_size,
         )
     if "cam" in outputs:
-        raise NotImplementedError(
-            "Class activation maps are drawn once the CAM model exists (issue 5). "
-            "Received: outputs with a 'cam' map"
+        return cam_figure(
+            _display_image(image, panel_size), outputs["probabilities"], outputs["cam"],
+            label_names_of(model), top_k=top_k, panel_size=panel_size,
         )
     raise ValueError(
         "Cannot explain outputs with neither 'attention' (patch model) nor 'cam' (CAM model). "

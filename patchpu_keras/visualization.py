@@ -1,4 +1,4 @@
-"""Pictures: attention heat maps in the style of the paper's Fig. 3, precision-recall curves."""
+"""Pictures: attention and class activation maps (the paper's Fig. 3), precision-recall curves."""
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -6,6 +6,38 @@ from PIL import Image, ImageDraw, ImageFont
 PANEL_SIZE = 224
 CAPTION_HEIGHT = 22
 TINT = np.array([255, 40, 0], dtype=np.float32)
+
+
+def _rgb(image):
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] in (1, 2):
+        image = np.repeat(image[..., :1], 3, axis=-1)
+    return image[..., :3]
+
+
+def _tinted_panels(image, tints, captions, panel_size):
+    """Panels side by side: `image` tinted by each `(h, w)` map in [0, 1], a caption under each."""
+    font = ImageFont.load_default()
+    figure = Image.new("RGB", (panel_size * len(tints), panel_size + CAPTION_HEIGHT), "white")
+    draw = ImageDraw.Draw(figure)
+    for column, (tint, caption) in enumerate(zip(tints, captions)):
+        alpha = 0.6 * tint[..., None]
+        blended = (1 - alpha) * image + alpha * TINT
+        panel = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8)).resize(
+            (panel_size, panel_size), Image.NEAREST
+        )
+        figure.paste(panel, (column * panel_size, 0))
+        draw.text((column * panel_size + 4, panel_size + 5), caption, fill="black", font=font)
+    return figure
+
+
+def _top_labels(probabilities, label_names, top_k):
+    probabilities = np.asarray(probabilities)
+    names = label_names or [str(i) for i in range(len(probabilities))]
+    shown = np.argsort(-probabilities, kind="stable")[:top_k]
+    return shown, [f"{names[label]}: {probabilities[label]:.2f}" for label in shown]
 
 
 def attention_figure(
@@ -36,21 +68,13 @@ def attention_figure(
     Returns:
         A `PIL.Image` with the panels side by side and `name: score` under each.
     """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] in (1, 2):
-        image = np.repeat(image[..., :1], 3, axis=-1)
-    image = image[..., :3]
+    image = _rgb(image)
     height, width = image.shape[:2]
-    probabilities = np.asarray(probabilities)
     attention = np.asarray(attention)
-    names = label_names or [str(i) for i in range(len(probabilities))]
-    shown = np.argsort(-probabilities)[:top_k]
+    shown, captions = _top_labels(probabilities, label_names, top_k)
     selected = np.flatnonzero(np.asarray(levels) == level)
-    font = ImageFont.load_default()
-    figure = Image.new("RGB", (panel_size * len(shown), panel_size + CAPTION_HEIGHT), "white")
-    for column, label in enumerate(shown):
+    tints = []
+    for label in shown:
         weights = attention[label, selected]
         weights = weights / max(float(weights.max()), 1e-12)
         tint = np.zeros((height, width), dtype=np.float32)
@@ -58,20 +82,38 @@ def attention_figure(
             rows = slice(int(round(top)), int(round(bottom)))
             cols = slice(int(round(left)), int(round(right)))
             tint[rows, cols] = np.maximum(tint[rows, cols], weight)
-        alpha = 0.6 * tint[..., None]
-        blended = (1 - alpha) * image + alpha * TINT
-        panel = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8)).resize(
-            (panel_size, panel_size), Image.NEAREST
-        )
-        figure.paste(panel, (column * panel_size, 0))
-        draw = ImageDraw.Draw(figure)
-        draw.text(
-            (column * panel_size + 4, panel_size + 5),
-            f"{names[label]}: {probabilities[label]:.2f}",
-            fill="black",
-            font=font,
-        )
-    return figure
+        tints.append(tint)
+    return _tinted_panels(image, tints, captions, panel_size)
+
+
+def cam_figure(image, probabilities, cam, label_names=None, top_k=3, panel_size=PANEL_SIZE):
+    """One panel per top-scoring label: the image tinted by its class activation map.
+
+    Args:
+        image: `(h, w)` or `(h, w, c)` array, values in [0, 255].
+        probabilities: `(L,)` scores.
+        cam: `(map_h, map_w, L)` class activation maps (`CAMClassifier`'s
+            `cam` output for one image), upsampled bilinearly over the image.
+        label_names: optional list of L names.
+        top_k: number of labels shown, highest probability first.
+        panel_size: side of one panel in pixels.
+
+    Returns:
+        A `PIL.Image` like `attention_figure`'s; each map's positive part is
+        scaled to [0, 1] by its maximum (a map without positive evidence
+        leaves the image untinted).
+    """
+    image = _rgb(image)
+    height, width = image.shape[:2]
+    cam = np.asarray(cam, dtype=np.float32)
+    shown, captions = _top_labels(probabilities, label_names, top_k)
+    tints = []
+    for label in shown:
+        evidence = np.maximum(cam[..., label], 0.0)
+        evidence = evidence / max(float(evidence.max()), 1e-12)
+        upsampled = Image.fromarray(evidence).resize((width, height), Image.BILINEAR)
+        tints.append(np.clip(np.asarray(upsampled), 0.0, 1.0))
+    return _tinted_panels(image, tints, captions, panel_size)
 
 
 PLOT_SIZE = (640, 480)

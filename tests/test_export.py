@@ -154,3 +154,15 @@ def test_export_arguments_are_checked(trained_elsewhere, tmp_path):
     with pytest.raises(ValueError, match="Received: version=0"):
         export_model(trained_elsewhere["model"], tmp_path, version=0)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="other backends export through the subprocess the patch model's tests cover")
+def test_a_cam_model_exports_too(tmp_path, image_files):
+    from patchpu_keras.models import CAMClassifier
+
+    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    # export_model reloads each artifact and checks it against the model (1e-5) before writing it.
+    saved = export_model(model, tmp_path, version=1)
+    written = export_model(model, tmp_path, version=2, format="onnx")
+    assert os.path.isfile(os.path.join(saved, "saved_model.pb")) and os.path.isfile(written)

@@ -7,6 +7,7 @@ from PIL import Image
 
 from patchpu_keras.data.image_files import read_image
 from patchpu_keras.inference import explain_files, explanation_figure, predict_files
+from patchpu_keras.models import CAMClassifier, load_model
 from patchpu_keras.visualization import CAPTION_HEIGHT, PANEL_SIZE
 
 
@@ -108,11 +109,34 @@ def test_patches_are_tinted_where_the_attention_is(tiny_model):
     assert second[:half - 5, :half - 5].min() > 80 and second[half + 5:, half + 5:].max() == 0
 
 
+def test_class_activation_maps_are_upsampled_over_the_image():
+    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    image = np.full((64, 64, 3), 128, np.uint8)
+    cam = np.full((4, 4, 3), -1.0, np.float32)  # negative evidence is not drawn
+    cam[2:, 2:, 1] = 3.0  # label "b": bottom-right quarter
+    outputs = {"probabilities": np.array([0.2, 0.8, 0.1]), "cam": cam}
+    figure = np.asarray(explanation_figure(model, image, outputs, top_k=2)).astype(int)
+    assert figure.shape == (PANEL_SIZE + CAPTION_HEIGHT, 2 * PANEL_SIZE, 3)
+    redness = figure[..., 0] - figure[..., 2]
+    first, second = redness[:PANEL_SIZE, :PANEL_SIZE], redness[:PANEL_SIZE, PANEL_SIZE:]
+    assert first[-40:, -40:].min() > 80 and first[:80, :80].max() == 0
+    assert second.max() == 0  # label "a" has no positive evidence anywhere
+
+
+def test_explain_and_predict_files_work_for_a_saved_cam_model(image_files, tmp_path):
+    CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"]).save(tmp_path / "cam.keras")
+    model = load_model(tmp_path / "cam.keras")
+    (record,) = explain_files(model, [image_files["chelsea.png"]], tmp_path / "out", top_k=3)
+    assert Image.open(record["figure"]).size == (3 * PANEL_SIZE, PANEL_SIZE + CAPTION_HEIGHT)
+    (prediction,) = predict_files(model, [image_files["chelsea.png"]])
+    expected = model.predict(read_image(image_files["chelsea.png"])[None], verbose=0)["probabilities"][0]
+    assert list(prediction["labels"].values()) == pytest.approx(sorted(expected, reverse=True), abs=2e-6)
+    assert record["labels"] == prediction["labels"]
+
+
 def test_explanations_dispatch_on_the_model_outputs(tiny_model):
     model = tiny_model()
     image = np.zeros((32, 32, 3), np.uint8)
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        explanation_figure(model, image, {"probabilities": np.ones(4), "cam": np.ones((4, 4, 4))})
     with pytest.raises(ValueError, match=r"Received: output keys=\['probabilities'\]"):
         explanation_figure(model, image, {"probabilities": np.ones(4)})
     attention = {"probabilities": np.ones(4), "attention": np.ones((4, model.num_patches))}

@@ -6,11 +6,11 @@ import zipfile
 
 import keras
 
+from patchpu_keras.models.cam_classifier import CAMClassifier
 from patchpu_keras.models.patch_pu_classifier import PatchPUClassifier
 
 # Every model class the evaluate / explain / predict / export tools accept.
-# `CAMClassifier` joins this tuple when it exists (issue 5).
-SUPPORTED_MODELS = (PatchPUClassifier,)
+SUPPORTED_MODELS = (PatchPUClassifier, CAMClassifier)
 
 
 def _registered_names():

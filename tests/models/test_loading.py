@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from patchpu_keras import PatchPUClassifier
+from patchpu_keras.models import CAMClassifier
 from patchpu_keras.models import load_model
 from tests.conftest import to_numpy
 
@@ -16,6 +17,13 @@ def test_loads_a_saved_model_with_its_label_names(tiny_model, rng, tmp_path):
     np.testing.assert_allclose(
         to_numpy(loaded(images)["probabilities"]), to_numpy(model(images)["probabilities"]), atol=1e-6
     )
+
+
+def test_loads_a_cam_model_too(tmp_path):
+    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    model.save(tmp_path / "cam.keras")
+    loaded = load_model(tmp_path / "cam.keras")
+    assert isinstance(loaded, CAMClassifier) and loaded.label_names == ["a", "b", "c"]
 
 
 def test_files_that_are_not_patchpu_models_get_clear_errors(not_patchpu):
