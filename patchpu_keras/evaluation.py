@@ -371,7 +371,7 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
     if out_dir is None:
         if model_path is None:
             raise ValueError("Give out_dir, or model_path to write beside it. Received: neither")
-        out_dir = os.path.join(os.path.dirname(os.path.abspath(model_path)), f"eval-{data['split']}")
+        out_dir = os.path.join(os.path.dirname(os.fspath(model_path)), f"eval-{data['split']}")
     names = label_names_of(model)
     if len(data["class_names"]) != len(names) or (
         getattr(model, "label_names", None) and list(data["class_names"]) != names
