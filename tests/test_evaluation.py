@@ -135,3 +135,19 @@ def test_config_differences_flag_data_settings_of_the_run(tmp_path):
     assert differences["image_size"] == (56, 112) and differences["num_test"] == (16, 600)
     assert "epochs" not in differences and "embedding_dim" not in differences
     assert config_differences(tmp_path / "elsewhere" / "model.keras", demo) == {}
+
+
+def test_a_split_given_as_a_tf_data_pipeline_gives_the_same_scores(trained_model):
+    # How file-based datasets plug in: `{split}_dataset` instead of arrays.
+    from patchpu_keras.data.pipeline import array_dataset
+    from patchpu_keras.evaluation import predict_split
+
+    data = load_data(TINY_DEMO)
+    images, full = data["test_images"][:12], data["test_full_labels"][:12]
+    from_arrays = predict_split(trained_model, {"split": "test", "images": images, "full_labels": full},
+                                batch_size=8, verbose=0)
+    dataset = array_dataset(images, full_labels=full, batch_size=8)  # gray repeated to RGB
+    from_dataset = predict_split(trained_model, {"split": "test", "dataset": dataset}, batch_size=8, verbose=0)
+    assert from_arrays[0].shape == (12, 10) and from_arrays[0].std(axis=0).max() > 0.005
+    np.testing.assert_allclose(from_dataset[0], from_arrays[0], atol=1e-5)
+    np.testing.assert_array_equal(from_dataset[1], full)
