@@ -134,5 +134,160 @@ def summary(recipe, data_dir, source, assignments, max_files, as_json):
     click.echo(json.dumps(result, indent=2) if as_json else format_summary(result, max_files=max_files))
 
 
+def _load(model_path):
+    from patchpu_keras.models import load_model
+
+    try:
+        return load_model(model_path)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _report_skipped(record):
+    click.echo(f"skipped {record['path']}: {record['error']}", err=True)
+
+
+def _finish(done, skipped, verb):
+    click.echo(f"{verb} {done} image(s), skipped {skipped} unreadable", err=True)
+    if done == 0:
+        raise click.ClickException("no readable image among the inputs")
+
+
+MODEL_OPTION = click.option(
+    "--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+    help="A .keras file written by `train` (RUN/model.keras).",
+)
+
+
+@cli.command()
+@MODEL_OPTION
+@click.option("--recipe", required=True, help="The recipe whose data the model is evaluated on.")
+@click.option("--data-dir", default=None, help="Data folder, for recipes that read one (not the demo).")
+@click.option("--split", default=None, help="Split to evaluate [default: val, else test].")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Recipe overrides the model was trained with, e.g. --set image_size=56.")
+@click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-SPLIT].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+def evaluate(model_path, recipe, data_dir, split, assignments, out, batch_size):
+    """mAP, per-class AP and P/R/F1 of a saved model on a recipe's data.
+
+    Writes metrics.json, per_class.csv and pr_curves.png (best and worst classes).
+    """
+    from patchpu_keras import evaluation
+
+    try:
+        config = recipes.apply_overrides(recipes.load(recipe), assignments)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    for key, (trained, given) in evaluation.config_differences(model_path, config).items():
+        click.echo(f"warning: the model was trained with {key}={trained!r}, the recipe gives "
+                   f"{given!r}; add --set {key}={trained!r} to evaluate on the same data", err=True)
+    model = _load(model_path)
+    try:
+        report = evaluation.evaluate(
+            model, config, out, split=split, data_dir=data_dir, batch_size=batch_size,
+            model_path=model_path, recipe=recipe,
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"\n{report['split']} split, {report['num_images']} images: mAP "
+               + ("n/a" if report["map"] is None else f"{report['map']:.4f}"))
+    click.echo(f"{'label':14s} {'AP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'F1@0.5':>6s} "
+               f"{'best t':>6s} {'F1@t':>6s}")
+    for row in report["per_class"]:
+        cells = [row["ap"], row["precision@0.5"], row["recall@0.5"], row["f1@0.5"],
+                 row["best_threshold"], row["f1@best"]]
+        click.echo(f"{row['label'][:14]:14s} " + " ".join(
+            "   n/a" if value is None else f"{value:6.3f}" for value in cells))
+    for name, averages in (("at 0.5", report["at_threshold"]),
+                           ("at best thresholds", report["at_best_thresholds"])):
+        micro, macro = averages["micro"], averages["macro"]
+        click.echo(f"{name}: micro P/R/F1 {micro['precision']:.3f}/{micro['recall']:.3f}/"
+                   f"{micro['f1']:.3f}, macro F1 {macro['f1']:.3f}")
+    click.echo(f"wrote {', '.join(report['files'].values())}")
+
+
+@cli.command()
+@MODEL_OPTION
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Keep labels scoring at least this [default: keep all].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+def predict(model_path, paths, threshold, batch_size):
+    """Label scores of image files or folders, one JSON line per image.
+
+    Each line is {"path": ..., "labels": {name: score}}, labels by decreasing
+    score. Unreadable files are reported on stderr and skipped.
+    """
+    from patchpu_keras.inference import predict_files
+
+    model = _load(model_path)
+    done = skipped = 0
+    for record in predict_files(model, paths, threshold=threshold, batch_size=batch_size):
+        if "error" in record:
+            _report_skipped(record)
+            skipped += 1
+            continue
+        click.echo(json.dumps(record, ensure_ascii=False))
+        done += 1
+    _finish(done, skipped, "predicted")
+
+
+@cli.command()
+@MODEL_OPTION
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", required=True, help="Folder for the PNGs (one per image).")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Labels shown, one panel each.")
+@click.option("--level", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Resolution level drawn (0 is the finest; patch models).")
+def explain(model_path, paths, out, top_k, level):
+    """Attention maps of image files, one PNG per image, as in the paper's Figure 3.
+
+    Each panel is one of the top-k labels: the image with every patch of the
+    chosen level tinted by its attention for that label (for a CAM model: its
+    class activation map upsampled over the image), the score underneath.
+    Unreadable files are reported on stderr and skipped.
+    """
+    from patchpu_keras.inference import explain_files
+
+    model = _load(model_path)
+    done = skipped = 0
+    try:
+        for record in explain_files(model, paths, out, top_k=top_k, level=level):
+            if "error" in record:
+                _report_skipped(record)
+                skipped += 1
+                continue
+            scores = ", ".join(f"{name} {score:.3f}" for name, score in record["labels"].items())
+            click.echo(f"{record['figure']}  <- {record['path']}  ({scores})")
+            done += 1
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    _finish(done, skipped, "explained")
+
+
+@cli.command()
+@MODEL_OPTION
+@click.option("--out", required=True, help="Model folder; the export goes to OUT/VERSION/.")
+@click.option("--version", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--format", "export_format", type=click.Choice(["tf_saved_model", "onnx"]),
+              default="tf_saved_model", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing OUT/VERSION.")
+def export(model_path, out, version, export_format, force):
+    """Export for serving: TF SavedModel in TF Serving's layout (OUT/VERSION/), or ONNX.
+
+    The SavedModel's serving_default takes encoded JPEG/PNG bytes (any size) and
+    returns probabilities and label_names; serve_images takes float images.
+    """
+    from patchpu_keras.export import export_model
+
+    try:
+        written = export_model(model_path, out, version=version, format=export_format, force=force)
+    except (ValueError, FileExistsError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"wrote {written}")
+
+
 if __name__ == "__main__":
     cli()

@@ -39,3 +39,108 @@ def to_numpy(x):
 def _image_check_cache(tmp_path_factory, monkeypatch):
     # Image-check caches go to a per-test folder, never to ~/.cache.
     monkeypatch.setenv("PATCHPU_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HELPERS = os.path.join(REPO_ROOT, "tests", "helpers")
+# The backend a test's model is trained on: never the one under test. JAX is not
+# among them only because its compile time would dominate the suite.
+TRAINING_BACKEND = {"tensorflow": "torch", "jax": "tensorflow", "torch": "tensorflow"}
+
+
+def repo_env(**extra):
+    """The environment for a subprocess that imports this worktree's package."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
+def run_helper(script, *args, env=None, cwd=None):
+    """Runs tests/helpers/SCRIPT in a subprocess; returns its stdout, fails the test on an error."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, os.path.join(HELPERS, script), *map(str, args)],
+        env=env if env is not None else repo_env(), cwd=cwd, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def trained_elsewhere(tmp_path_factory):
+    """A tiny demo model trained on another backend (tests/helpers/train_on_backend.py).
+
+    Returns a dict with `model` (the .keras path), `reference` (npz of test
+    mosaics and that backend's probabilities) and `backend`.
+    """
+    backend = TRAINING_BACKEND[keras.backend.backend()]
+    out = tmp_path_factory.mktemp(f"trained_on_{backend}")
+    run_helper("train_on_backend.py", out, env=repo_env(KERAS_BACKEND=backend))
+    return {"model": str(out / "model.keras"), "reference": str(out / "reference.npz"), "backend": backend}
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory):
+    """Real photos (scikit-image's) written as files of several formats, sizes and channel counts."""
+    import skimage.data
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("images")
+    coffee = skimage.data.coffee()[:40, :60]
+    rgba = np.concatenate([coffee, np.full(coffee.shape[:2] + (1,), 200, np.uint8)], axis=-1)
+    files = {
+        "astronaut.jpg": Image.fromarray(skimage.data.astronaut()),  # 512x512 RGB JPEG
+        "camera.png": Image.fromarray(skimage.data.camera()),  # 512x512 gray PNG
+        "chelsea.png": Image.fromarray(skimage.data.chelsea()),  # 300x451 RGB PNG
+        "coffee_rgba.png": Image.fromarray(rgba, "RGBA"),  # 40x60, smaller than the model input
+    }
+    paths = {}
+    for name, image in files.items():
+        paths[name] = str(folder / name)
+        image.save(paths[name], quality=90) if name.endswith(".jpg") else image.save(paths[name])
+    return paths
+
+
+@pytest.fixture
+def not_patchpu(tmp_path):
+    """A .keras file of a plain Keras model, a text file, and a zip without config.json."""
+    import zipfile
+
+    sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    sequential.save(tmp_path / "sequential.keras")
+    (tmp_path / "notes.keras").write_text("not a model")
+    with zipfile.ZipFile(tmp_path / "empty.keras", "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_elsewhere):
+    """`trained_elsewhere`'s model, loaded once on the backend under test."""
+    from patchpu_keras.models import load_model
+
+    return load_model(trained_elsewhere["model"])
+
+
+@pytest.fixture(scope="session")
+def model_predict(trained_model):
+    """`trained_model.predict(images)["probabilities"]`, memoised by content.
+
+    Tests compare what the commands compute against plain `model.predict` on
+    the same pixels; each distinct shape costs a compilation on JAX, so each
+    array is predicted once per session.
+    """
+    import hashlib
+
+    cache = {}
+
+    def predict(images):
+        images = np.asarray(images)
+        key = (images.shape, images.dtype.str, hashlib.sha1(images.tobytes()).hexdigest())
+        if key not in cache:
+            cache[key] = trained_model.predict(images, verbose=0)["probabilities"]
+        return cache[key]
+
+    return predict

@@ -6,6 +6,11 @@ pipeline uses (`decode_image`). Files it cannot decode are skipped with a
 warning naming them; files it decodes after a conversion (CMYK, grayscale,
 alpha, 16-bit) are kept and reported. Results are cached per file (path, size,
 modification time), so a second run does not decode anything again.
+
+`read_image`, `list_image_files` and `resize_image` serve `cli.py predict` and
+`explain`: the same decoder and the same resize as the exported SavedModel's
+`serving_default` signature (`patchpu_keras.export`), so a file predicted
+locally and its bytes sent to the served model agree.
 """
 
 import concurrent.futures
@@ -16,6 +21,7 @@ import os
 import re
 import warnings
 
+import numpy as np
 import tensorflow as tf
 
 # Warnings naming files: at most this many per reason, then one line with the rest.
@@ -206,3 +212,93 @@ def warn_problems(problems, source):
                 f"reason ({reason}); `python cli.py data summary` lists them all",
                 stacklevel=3,
             )
+
+
+# Formats tf.io.decode_image reads (TensorFlow 2.21 also reads JPEG XL).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be opened or decoded; the message names the path."""
+
+
+def list_image_files(paths):
+    """Expands files and folders into a list of image files.
+
+    Files are kept as given, whatever their extension (a file that turns out
+    not to be an image is reported when it is read). Folders are walked
+    recursively and contribute their files with an extension of
+    `IMAGE_EXTENSIONS` (case-insensitive), sorted, so other files in a dataset
+    folder (notes, label files) are not mistaken for unreadable images.
+
+    Args:
+        paths: iterable of str or path-like.
+
+    Returns:
+        A list of str paths, in the order given, folders expanded in place.
+        Paths that exist as neither file nor folder are kept, so the reader
+        reports them.
+    """
+    files = []
+    for path in paths:
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = []
+        for root, folders, names in os.walk(path):
+            folders.sort()
+            found.extend(
+                os.path.join(root, name)
+                for name in names
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        files.extend(sorted(found))
+    return files
+
+
+def resize_image(image, image_size):
+    """Bilinear resize to `image_size x image_size`, float32 in [0, 255].
+
+    The op the serving signature and `PatchPUClassifier` (on TensorFlow) use.
+    """
+    return tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
+
+
+def read_image(path):
+    """Reads and decodes one image file.
+
+    Args:
+        path: str or path-like.
+
+    Returns:
+        A `(height, width, 3)` uint8 numpy array.
+
+    Raises:
+        UnreadableImageError: the file cannot be read, is not an image, or is
+            corrupt (truncated JPEG, bad PNG checksum, ...).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise UnreadableImageError(
+            f"Cannot read {path}: {error.strerror or error}. Received: path={path!r}"
+        ) from None
+    if not data:
+        raise UnreadableImageError(f"Cannot decode {path}: the file is empty. Received: path={path!r}")
+    try:
+        image = decode_image(data)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        # TF prefixes "{{function_node ...}}" and suffixes " [Op:DecodeImage]".
+        reason = re.sub(r"^\{\{.*?\}\}\s*", "", error.message.split("\n")[0]).split(" [Op:")[0]
+        raise UnreadableImageError(
+            f"Cannot decode {path} as an image ({reason}). Received: path={path!r}"
+        ) from None
+    image = image.numpy()
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise UnreadableImageError(
+            f"Cannot decode {path}: the image is empty. Received: shape={image.shape}"
+        )
+    return np.asarray(image)

@@ -70,6 +70,12 @@ class MultiLabelModel(keras.Model):
             x = ops.concatenate([x[..., :1]] * 3, axis=-1)
         elif channels == 4:
             x = x[..., :3]
+        elif channels is None:
+            # Only in a traced TF function relaxed to unknown channels (`predict`
+            # after inputs with other channel counts): pick channels 0, 0, 0 for
+            # gray (+ alpha) and 0, 1, 2 for RGB (+ alpha), decided at run time.
+            gray = ops.shape(x)[-1] < 3
+            x = ops.take(x, ops.where(gray, ops.zeros(3, "int32"), ops.arange(3, dtype="int32")), axis=-1)
         elif channels != 3:
             raise ValueError(
                 "Images must have 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels. "

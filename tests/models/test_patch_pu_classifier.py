@@ -126,3 +126,20 @@ def test_config_round_trip(tiny_model):
     assert clone.get_config() == model.get_config()
     with pytest.raises(ValueError, match="Received: label_names"):
         PatchPUClassifier(3, label_names=["a", "a", "b"])
+
+
+def test_predict_takes_any_channel_count_and_size_one_call_after_another(tiny_model, rng):
+    # On TensorFlow, predict's traced function is relaxed to unknown
+    # (batch, height, width, channels) once inputs differ; the channel handling
+    # must then be decided at run time and give the same numbers.
+    model = tiny_model()
+    gray = _images(rng, n=2, size=24, channels=1)
+    rgb = _images(rng, n=2, size=40, channels=3)
+    expected_gray = to_numpy(model(gray)["probabilities"])
+    expected_rgb = to_numpy(model(rgb)["probabilities"])
+    gray_alpha = np.concatenate([gray, np.full_like(gray, 255)], axis=-1)
+    rgba = np.concatenate([rgb, np.full_like(rgb[..., :1], 255)], axis=-1)
+    for images, expected in ((gray, expected_gray), (rgb, expected_rgb), (rgba, expected_rgb),
+                             (gray_alpha, expected_gray)):
+        got = model.predict(images, verbose=0)["probabilities"]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

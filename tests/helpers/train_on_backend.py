@@ -1,0 +1,70 @@
+"""Trains a tiny demo model on the backend KERAS_BACKEND names and saves it.
+
+    KERAS_BACKEND=jax python tests/helpers/train_on_backend.py OUT_DIR
+
+Writes OUT_DIR/model.keras and OUT_DIR/reference.npz (the test mosaics and the
+probabilities this backend gives them), so a test on another backend can load
+the model and check it computes the same thing. The config is the demo recipe
+with TINY_DEMO_OVERRIDES, so `cli.py evaluate --recipe demo` with the same
+overrides evaluates the model on its own held-out mosaics.
+
+Freshly initialised batch norms leave this tiny model's outputs nearly the same
+for every image, which would make equality checks vacuous; one forward pass in
+training mode with momentum 0 sets their statistics from real mosaics first
+(a standard recalibration), then two LAMB steps with the weak negative loss
+train it.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import recipes  # noqa: E402
+from patchpu_keras import losses  # noqa: E402
+from patchpu_keras.data.regimes import observe  # noqa: E402
+from patchpu_keras.training import build_model, load_data  # noqa: E402
+
+TINY_DEMO_OVERRIDES = [
+    "num_train=32", "num_test=16", "image_size=56", "num_resolutions=2",
+    "embedding_dim=16", "mlp_units=16", "batch_size=16",
+]
+
+
+def calibrate_batch_norms(model, images):
+    """Sets every batch norm's moving statistics to those of `images`."""
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(images, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+
+
+def main(out_dir):
+    keras.utils.set_random_seed(0)
+    config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
+    data = load_data(config)
+    train_images = data["train_images"][..., None].astype("float32")
+    model = build_model(config, len(data["class_names"]), label_names=data["class_names"])
+    calibrate_batch_norms(model, train_images)
+    model.compile(optimizer=keras.optimizers.Lamb(1e-3, weight_decay=1e-4), loss=losses.WeakNegative())
+    observed = observe(data["train_full_labels"], "single_positive", seed=0).astype("float32")
+    model.fit(train_images, observed, batch_size=16, epochs=1, verbose=0)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save(os.path.join(out_dir, "model.keras"))
+    test_images = data["test_images"][..., None]
+    probabilities = keras.ops.convert_to_numpy(model(test_images.astype("float32"))["probabilities"])
+    np.savez(
+        os.path.join(out_dir, "reference.npz"),
+        images=test_images, probabilities=probabilities, backend=keras.backend.backend(),
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,106 @@
+"""The evaluate, predict, explain and export commands, through click's runner."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import recipes
+from cli import cli
+from patchpu_keras.data.image_files import read_image
+from patchpu_keras.metrics import mean_average_precision_score
+from patchpu_keras.training import load_data
+from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES
+
+SET_TINY_DEMO = sum((["--set", override] for override in TINY_DEMO_OVERRIDES), [])
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained_elsewhere, tmp_path_factory):
+    """A run folder as `cli.py train` leaves it: model.keras and report.json with its config."""
+    folder = tmp_path_factory.mktemp("run")
+    shutil.copy(trained_elsewhere["model"], folder / "model.keras")
+    config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
+    (folder / "report.json").write_text(json.dumps({"config": config}))
+    return folder
+
+
+def test_evaluate_prints_and_writes_the_models_map(run_dir, model_predict):
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--batch-size", "8"] + SET_TINY_DEMO
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.load(open(run_dir / "eval-test" / "metrics.json"))
+    assert f"test split, 16 images: mAP {metrics['map']:.4f}" in result.stdout
+    assert "2/2" in result.stdout  # the progress bar counted both batches
+    assert metrics["recipe"] == "demo" and metrics["model"] == str(run_dir / "model.keras")
+    data = load_data(recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES))
+    scores = model_predict(data["test_images"][..., None])
+    assert metrics["map"] == pytest.approx(mean_average_precision_score(data["test_full_labels"], scores), abs=1e-6)
+    for name in ("per_class.csv", "pr_curves.png"):
+        assert os.path.getsize(run_dir / "eval-test" / name) > 100
+
+
+def test_evaluate_warns_when_the_recipe_differs_from_the_run(run_dir, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--out", str(tmp_path),
+              "--split", "nope"] + SET_TINY_DEMO[:-2]
+    )
+    # batch_size is a training key: no warning. The split does not exist: a clear error.
+    assert "warning" not in result.stderr
+    assert result.exit_code != 0 and "Received: split='nope'" in result.output
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--out", str(tmp_path),
+              "--split", "nope"]
+    )
+    assert "the model was trained with image_size=56, the recipe gives 112; add --set image_size=56" in result.stderr
+
+
+def test_predict_prints_json_lines_and_skips_unreadable_files(run_dir, image_files, trained_model, model_predict, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    args = ["predict", "--model", str(run_dir / "model.keras"), image_files["chelsea.png"], str(broken),
+            image_files["astronaut.jpg"], "--threshold", "0.1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [image_files["chelsea.png"], image_files["astronaut.jpg"]]
+    for line in lines:
+        expected = model_predict(read_image(line["path"])[None])[0]
+        kept = {name: score for name, score in zip(trained_model.label_names, expected) if score >= 0.1}
+        assert line["labels"].keys() == kept.keys()
+        assert list(line["labels"].values()) == pytest.approx(sorted(kept.values(), reverse=True), abs=2e-6)
+    assert f"skipped {broken}:" in result.stderr
+    assert "predicted 2 image(s), skipped 1 unreadable" in result.stderr
+    nothing = CliRunner().invoke(cli, ["predict", "--model", str(run_dir / "model.keras"), str(broken)])
+    assert nothing.exit_code == 1 and "no readable image" in nothing.output and nothing.stdout == ""
+
+
+def test_explain_writes_figures_and_skips_unreadable_files(run_dir, image_files, tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "figures"
+    result = CliRunner().invoke(cli, ["explain", "--model", str(run_dir / "model.keras"), image_files["camera.png"],
+                                      str(tmp_path / "empty.jpg"), "--out", str(out), "--top-k", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {tmp_path / 'empty.jpg'}: " in result.stderr and "the file is empty" in result.stderr
+    assert sorted(os.listdir(out)) == ["camera.png"]
+    assert Image.open(out / "camera.png").size == (4 * 224, 224 + 22)
+    assert str(out / "camera.png") in result.stdout
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", "IMAGE"],
+    ["explain", "IMAGE", "--out", "OUT"],
+    ["export", "--out", "OUT"],
+    ["evaluate", "--recipe", "demo"],
+])
+def test_every_command_refuses_a_model_that_is_not_patchpu(not_patchpu, command):
+    args = [a.replace("IMAGE", str(not_patchpu / "x.png")).replace("OUT", str(not_patchpu / "out")) for a in command]
+    result = CliRunner().invoke(cli, args + ["--model", str(not_patchpu / "sequential.keras")])
+    assert result.exit_code != 0
+    assert "holds a Sequential (from keras), not a patchpu-keras model" in result.output
+    assert not (not_patchpu / "out").exists()

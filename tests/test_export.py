@@ -1,0 +1,168 @@
+"""Export: SavedModel (TF Serving layout) and ONNX, checked in processes that never import patchpu_keras.
+
+The model is trained on another backend (`trained_elsewhere`), loaded and
+exported on this one, and the exports are called from plain TensorFlow and from
+onnxruntime in subprocesses; their probabilities must match `model.predict` on
+this backend for the same decoded images.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+from patchpu_keras.data.image_files import read_image
+from patchpu_keras.export import export_model
+from tests.conftest import run_helper
+
+TOLERANCE = 1e-5
+
+
+def _plain_env():
+    """No PYTHONPATH: the clients must not even find this worktree's package through it."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
+@pytest.fixture(scope="module")
+def model(trained_model):
+    return trained_model
+
+
+@pytest.fixture(scope="module")
+def decoded(image_files):
+    return {name: read_image(path) for name, path in image_files.items()}
+
+
+@pytest.fixture(scope="module")
+def expected(model_predict, decoded):
+    """`model.predict` on each decoded image at its own size (the model resizes inside)."""
+    return {name: model_predict(image[None])[0] for name, image in decoded.items()}
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(trained_elsewhere, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "patchpu"
+    result = CliRunner().invoke(
+        cli, ["export", "--model", trained_elsewhere["model"], "--out", str(out), "--version", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {os.path.join(str(out), '3')}"
+    return out / "3"
+
+
+def test_the_model_trained_on_another_backend_computes_the_same_here(trained_elsewhere, model_predict):
+    reference = np.load(trained_elsewhere["reference"])
+    assert str(reference["backend"]) == trained_elsewhere["backend"] != keras.backend.backend()
+    probabilities = model_predict(reference["images"])
+    # The outputs differ between images, so equality is not a coincidence.
+    assert probabilities.std(axis=0).max() > 0.005
+    np.testing.assert_allclose(probabilities, reference["probabilities"], atol=TOLERANCE, rtol=0)
+
+
+def test_saved_model_serves_encoded_images_from_plain_tensorflow(saved_model_dir, image_files, model, expected, tmp_path):
+    names = list(image_files)
+    output = json.loads(run_helper(
+        "plain_tf_client.py", saved_model_dir, *(image_files[name] for name in names),
+        env=_plain_env(), cwd=tmp_path,
+    ))
+    assert "patchpu_keras" not in output["imported"]
+    assert output["signatures"] == ["serve_images", "serving_default"]
+    want = np.stack([expected[name] for name in names])
+    assert np.abs(want - want[0]).max() > 0.01  # the images get different scores
+    served = np.asarray(output["serving_default"]["probabilities"])
+    assert served.shape == (len(names), model.num_labels)
+    assert np.abs(served - want).max() <= TOLERANCE
+    from_floats = np.asarray(output["serve_images"]["probabilities"])
+    assert np.abs(from_floats - want).max() <= TOLERANCE
+    assert output["serving_default"]["label_names"] == [model.label_names] * len(names)
+
+
+def test_saved_model_cli_lists_both_signatures(saved_model_dir, model):
+    command = shutil.which("saved_model_cli")
+    command = [command] if command else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    result = subprocess.run(
+        command + ["show", "--all", "--dir", str(saved_model_dir)],
+        capture_output=True, text=True, env=dict(_plain_env(), TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    sections = {
+        chunk.split("']", 1)[0]: chunk
+        for chunk in result.stdout.split("signature_def['")[1:]
+    }
+    assert {"serving_default", "serve_images"} <= set(sections)
+    labels = model.num_labels
+
+    def tensor(section, kind, name, dtype, shape):
+        block = sections[section].split(f"{kind}['{name}'] tensor_info:")[1]
+        return f"dtype: {dtype}" in block.split("name:")[0] and f"shape: {shape}" in block.split("name:")[0]
+
+    assert tensor("serving_default", "inputs", "image_bytes", "DT_STRING", "(-1)")
+    assert tensor("serve_images", "inputs", "images", "DT_FLOAT", "(-1, -1, -1, 3)")
+    for section in ("serving_default", "serve_images"):
+        assert tensor(section, "outputs", "probabilities", "DT_FLOAT", f"(-1, {labels})")
+        assert tensor(section, "outputs", "label_names", "DT_STRING", f"(-1, {labels})")
+        assert "Method name is: tensorflow/serving/predict" in sections[section]
+
+
+def test_an_existing_version_is_kept_without_force(saved_model_dir, trained_elsewhere):
+    graph = saved_model_dir / "saved_model.pb"
+    before = graph.stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match=r"already exists. Pass force=True \(--force\).*--version 4 is free"):
+        export_model(trained_elsewhere["model"], saved_model_dir.parent, version=3)
+    result = CliRunner().invoke(
+        cli, ["export", "--model", trained_elsewhere["model"], "--out", str(saved_model_dir.parent), "--version", "3"]
+    )
+    assert result.exit_code != 0 and "already exists" in result.output and "--force" in result.output
+    assert graph.stat().st_mtime_ns == before
+
+
+def test_onnx_export_runs_in_onnxruntime_and_force_replaces(trained_elsewhere, model, decoded, expected, tmp_path):
+    out = tmp_path / "onnx"
+    stale = out / "1" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an older export")
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_model(trained_elsewhere["model"], out, version=1, format="onnx")
+    assert stale.exists()
+    written = export_model(trained_elsewhere["model"], out, version=1, format="onnx", force=True)
+    assert written == os.path.join(str(out), "1", "model.onnx") and os.path.isfile(written)
+    assert not stale.exists()
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp")]
+
+    names = list(decoded)
+    images = tmp_path / "images.npz"
+    np.savez(images, **{f"image_{i}": decoded[name].astype("float32") for i, name in enumerate(names)})
+    output = json.loads(run_helper("onnx_client.py", written, images, env=_plain_env(), cwd=tmp_path))
+    assert output["imported"] == []  # neither TensorFlow, Keras nor patchpu_keras
+    assert output["label_names"] == model.label_names
+    assert output["inputs"][0][:2] == ["images", "tensor(float)"]
+    got = np.asarray(output["probabilities"])
+    want = np.stack([expected[name] for name in names])
+    assert np.abs(got - want).max() <= TOLERANCE
+
+
+def test_export_arguments_are_checked(trained_elsewhere, tmp_path):
+    with pytest.raises(ValueError, match="Received: format='keras'"):
+        export_model(trained_elsewhere["model"], tmp_path, format="keras")
+    with pytest.raises(ValueError, match="Received: version=0"):
+        export_model(trained_elsewhere["model"], tmp_path, version=0)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="other backends export through the subprocess the patch model's tests cover")
+def test_a_cam_model_exports_too(tmp_path, image_files):
+    from patchpu_keras.models import CAMClassifier
+
+    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    # export_model reloads each artifact and checks it against the model (1e-5) before writing it.
+    saved = export_model(model, tmp_path, version=1)
+    written = export_model(model, tmp_path, version=2, format="onnx")
+    assert os.path.isfile(os.path.join(saved, "saved_model.pb")) and os.path.isfile(written)
