@@ -87,11 +87,13 @@ def test_classification_report_matches_scikit_learn(rng):
     json.dumps(report)  # NaN-free: undefined values are None
 
 
-def test_evaluation_data_reads_the_demo_splits(recwarn):
-    data = evaluation_data(TINY_DEMO, data_dir="/somewhere")
+def test_evaluation_data_reads_the_demo_splits():
+    data = evaluation_data(TINY_DEMO)
     assert data["split"] == "test" and data["images"].shape == (16, 56, 56)
     assert data["full_labels"].shape == (16, 10) and data["class_names"] == list(CLASS_NAMES)
-    assert any("data_dir is ignored" in str(warning.message) for warning in recwarn)
+    # The demo recipe reads a data folder when one is given (issue 3): a wrong one is named.
+    with pytest.raises(FileNotFoundError, match="--data-dir /somewhere does not exist"):
+        evaluation_data(TINY_DEMO, data_dir="/somewhere")
     assert evaluation_data(TINY_DEMO, split="train")["images"].shape == (32, 56, 56)
     with pytest.raises(ValueError, match=r"Expected one of \['test', 'train'\]. Received: split='val'"):
         evaluation_data(TINY_DEMO, split="val")
