@@ -45,7 +45,7 @@ def _fit(model, loss, rng, epochs=1):
         jit_compile=False,  # two steps: compiling costs more than it saves
     )
     dataset = array_dataset(images, observed_labels=observed, batch_size=4)
-    history = model.fit(dataset, epochs=epochs, verbose=0)
+    history = model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
     return history, images, observed
 
 
