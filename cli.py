@@ -113,21 +113,14 @@ def summary(recipe, data_dir, source, assignments, max_files, as_json):
     """Images per split, labels per image and per class, observed labels per regime, skipped files."""
     config = _config(recipe, assignments, data_dir, source)
 
-    from patchpu_keras.data.sources import load_index
+    from patchpu_keras.data.sources import load_recipe_index
     from patchpu_keras.data.summary import format_summary, summarize
 
     try:
         with warnings.catch_warnings():
             # Every skipped file is listed below, with its reason.
             warnings.simplefilter("ignore")
-            index = load_index(
-                config.get("data_dir"),
-                source=config.get("source", "auto"),
-                dataset=config.get("dataset"),
-                holdout_fraction=config.get("holdout_fraction", 0.1),
-                holdout_seed=config.get("holdout_seed", 0),
-                warn=False,
-            )
+            index = load_recipe_index(config, warn=False)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     result = summarize(index, label_seed=config["label_seed"], partial_fraction=config.get("partial_fraction", 0.1))

@@ -105,6 +105,18 @@ def _drop_unlabelled_training_images(index):
     index.splits["train"] = train.subset(~empty)
 
 
+def load_recipe_index(config, warn=True):
+    """`load_index` with the data keys of a recipe dict (`data_dir`, `source`, holdout)."""
+    return load_index(
+        config.get("data_dir"),
+        source=config.get("source", "auto"),
+        dataset=config.get("dataset"),
+        holdout_fraction=config.get("holdout_fraction", 0.1),
+        holdout_seed=config.get("holdout_seed", 0),
+        warn=warn,
+    )
+
+
 def load_index(
     data_dir,
     source="auto",

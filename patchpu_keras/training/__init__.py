@@ -14,7 +14,7 @@ from patchpu_keras import losses
 from patchpu_keras.data.mosaics import fashion_mnist_mosaics
 from patchpu_keras.data.pipeline import array_dataset, image_dataset
 from patchpu_keras.data.regimes import observe
-from patchpu_keras.data.sources import load_index
+from patchpu_keras.data.sources import load_recipe_index
 from patchpu_keras.labels import FULL_LABELS, INDEX
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
 from patchpu_keras.models import CAMClassifier, PatchPUClassifier
@@ -194,13 +194,7 @@ def load_data(config):
             "train_images": mosaics["train"]["images"], "train_full_labels": train_full,
             "test_images": mosaics["test"]["images"], "test_full_labels": test_full,
         }
-    index = load_index(
-        config.get("data_dir"),
-        source=config.get("source", "auto"),
-        dataset=config.get("dataset"),
-        holdout_fraction=config.get("holdout_fraction", 0.1),
-        holdout_seed=config.get("holdout_seed", 0),
-    )
+    index = load_recipe_index(config)
     train_split, test_split = index.splits["train"], index.splits["test"]
     observed = observe(
         train_split.full_labels, regime, seed=label_seed, partial_fraction=partial_fraction,
