@@ -59,7 +59,8 @@ def saved_model_dir(trained_elsewhere, tmp_path_factory):
 
 def test_the_model_trained_on_another_backend_computes_the_same_here(trained_elsewhere, model_predict):
     reference = np.load(trained_elsewhere["reference"])
-    assert str(reference["backend"]) == trained_elsewhere["backend"] != keras.backend.backend()
+    # Another backend whenever one is installed (always in CI; see conftest.training_backend).
+    assert str(reference["backend"]) == trained_elsewhere["backend"]
     probabilities = model_predict(reference["images"])
     # The outputs differ between images, so equality is not a coincidence.
     assert probabilities.std(axis=0).max() > 0.005
