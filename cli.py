@@ -155,36 +155,37 @@ MODEL_OPTION = click.option(
 @cli.command()
 @MODEL_OPTION
 @click.option("--recipe", required=True, help="The recipe whose data the model is evaluated on.")
-@click.option("--data-dir", default=None, help="Data folder, for recipes that read one (not the demo).")
-@click.option("--split", default=None, help="Split to evaluate [default: val, else test].")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Recipe overrides the model was trained with, e.g. --set image_size=56.")
-@click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-SPLIT].")
+@data_dir_option
+@source_option
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="The held-out split (VOC's val, COCO's val2014, a test/ folder, or the "
+                   "held-out part of the training images); val and test both name it.")
+@set_option
+@click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-test].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-def evaluate(model_path, recipe, data_dir, split, assignments, out, batch_size):
+def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batch_size):
     """mAP, per-class AP and P/R/F1 of a saved model on a recipe's data.
 
     Writes metrics.json, per_class.csv and pr_curves.png (best and worst classes).
+    Pass the --set overrides (and --data-dir) the model was trained with.
     """
     from patchpu_keras import evaluation
 
-    try:
-        config = recipes.apply_overrides(recipes.load(recipe), assignments)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+    config = _config(recipe, assignments, data_dir, source)
     for key, (trained, given) in evaluation.config_differences(model_path, config).items():
         click.echo(f"warning: the model was trained with {key}={trained!r}, the recipe gives "
                    f"{given!r}; add --set {key}={trained!r} to evaluate on the same data", err=True)
     model = _load(model_path)
     try:
         report = evaluation.evaluate(
-            model, config, out, split=split, data_dir=data_dir, batch_size=batch_size,
+            model, config, out, split=split, batch_size=batch_size,
             model_path=model_path, recipe=recipe,
         )
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"\n{report['split']} split, {report['num_images']} images: mAP "
-               + ("n/a" if report["map"] is None else f"{report['map']:.4f}"))
+               + ("n/a" if report["map"] is None else f"{report['map']:.4f}")
+               + f" (against {report['evaluated_on']})")
     click.echo(f"{'label':14s} {'AP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'F1@0.5':>6s} "
                f"{'best t':>6s} {'F1@t':>6s}")
     for row in report["per_class"]:

@@ -11,27 +11,24 @@ import csv
 import json
 import math
 import os
-import warnings
 
 import keras
 import numpy as np
 
 from patchpu_keras.inference import label_names_of, predict_batch
 from patchpu_keras.metrics import per_class_average_precision
-from patchpu_keras.training import load_data
+from patchpu_keras.training import EVALUATED_ON, load_data
 from patchpu_keras.visualization import precision_recall_figure
 
 DEFAULT_THRESHOLD = 0.5
-# Splits tried, in order, when none is asked for: the recipe's held-out set.
-HELD_OUT_SPLITS = ("val", "test")
+# load_data's labelled held-out split, and the names evaluate accepts for it.
+HELD_OUT_SPLIT = "test"
+HELD_OUT_NAMES = ("test", "val")
 NUM_CURVES_EACH_SIDE = 3
-# Recipe keys that change training or the architecture (read from the .keras
-# file), not the data a model is evaluated on.
-TRAINING_ONLY_KEYS = frozenset({
-    "epochs", "batch_size", "learning_rate", "lr_decay_epochs", "lr_decay_rate",
-    "weight_decay", "loss", "theta", "seed", "regime", "label_seed", "flip",
-    "patch_size", "stride", "num_resolutions", "downsample_factor", "embedding_dim",
-    "mlp_units", "max_patches_per_resolution",
+# Recipe keys that decide which images and labels the held-out split holds.
+DATA_KEYS = frozenset({
+    "dataset", "data_dir", "source", "fashion_mnist_dir", "num_train", "num_test",
+    "items_per_image", "data_seed", "holdout_fraction", "holdout_seed", "image_size",
 })
 PER_CLASS_COLUMNS = (
     "label", "num_positives", "ap",
@@ -43,54 +40,50 @@ PER_CLASS_COLUMNS = (
 # === Data ===
 
 
-def evaluation_data(config, split=None, data_dir=None):
-    """Images and full labels of one split of a recipe's dataset.
+def evaluation_data(config, split=None, data_dir=None, batch_size=None):
+    """The labelled held-out split of a recipe's data, as `evaluate` reads it.
 
-    This is the one place evaluation reads data: it goes through
-    `patchpu_keras.training.load_data`, which returns `{split}_images` and
-    `{split}_full_labels` for every split it has (the demo: `train`, `test`).
-    A split may also come as `{split}_dataset`, a `tf.data.Dataset` of
-    `(images, targets)` batches whose targets carry `full_labels`.
+    This is the one place evaluation reads data: `patchpu_keras.training.load_data`
+    (the built-in mosaics, or VOC, COCO, TFDS, folders or a manifest under
+    `config["data_dir"]`), whose `test` pipeline carries full labels. The
+    training split is not offered: it is a shuffled, flipped pipeline of
+    observed labels.
 
     Args:
         config: a recipe dict.
-        split: optional str; defaults to the first of `val`, `test` the data has.
-        data_dir: optional str, stored in `config["data_dir"]` for recipes that
-            read a data folder; ignored (with a warning) by recipes that do not,
-            like the demo, whose data ships with the package.
+        split: `"test"` (default) or `"val"`, two names of the held-out split
+            (`load_data` calls VOC's val and COCO's val2014 `test`; data
+            without one holds out a seeded part of the training images).
+        data_dir: optional str, overrides `config["data_dir"]`.
+        batch_size: optional int, rebatches the pipeline.
 
     Returns:
-        A dict with `split`, `class_names`, and either `images` (array) and
-        `full_labels`, or `dataset`.
+        A dict with `split` (`"test"`), `dataset` (batches of `(images,
+        targets)` with `full_labels`), `num_images`, `class_names` and
+        `evaluated_on` (full labels, or observed labels when the test split was
+        held out of observed-only data: the mAP is then an estimate).
     """
-    config = dict(config)
-    if data_dir is not None:
-        if "data_dir" in config:
-            config["data_dir"] = data_dir
-        else:
-            warnings.warn(
-                f"The recipe's dataset ({config.get('dataset')}) reads no data folder; "
-                f"data_dir is ignored. Received: data_dir={data_dir!r}",
-                stacklevel=2,
-            )
-    data = load_data(config)
-    splits = sorted(
-        {key.rsplit("_", 1)[0] for key in data if key.endswith(("_images", "_dataset"))}
-    )
-    if split is None:
-        split = next((name for name in HELD_OUT_SPLITS if name in splits), None)
-    if split not in splits:
+    split = HELD_OUT_SPLIT if split is None else split
+    if split not in HELD_OUT_NAMES:
         raise ValueError(
-            f"Unknown split for dataset {config.get('dataset')!r}. Expected one of {splits}. "
+            "Only the held-out split is evaluated; the training split is a shuffled, "
+            f"augmented pipeline of observed labels. Expected one of {list(HELD_OUT_NAMES)}. "
             f"Received: split={split!r}"
         )
-    selected = {"split": split, "class_names": list(data["class_names"])}
-    if f"{split}_dataset" in data:
-        selected["dataset"] = data[f"{split}_dataset"]
-    else:
-        selected["images"] = data[f"{split}_images"]
-        selected["full_labels"] = np.asarray(data[f"{split}_full_labels"])
-    return selected
+    config = dict(config)
+    if data_dir is not None:
+        config["data_dir"] = data_dir
+    data = load_data(config)
+    dataset = data[HELD_OUT_SPLIT]
+    if batch_size is not None:
+        dataset = dataset.unbatch().batch(batch_size)
+    return {
+        "split": HELD_OUT_SPLIT,
+        "dataset": dataset,
+        "num_images": int(data["num_test"]),
+        "class_names": list(data["class_names"]),
+        "evaluated_on": EVALUATED_ON[data["test_labels"]],
+    }
 
 
 def config_differences(model_path, config):
@@ -101,9 +94,8 @@ def config_differences(model_path, config):
     different `data_seed`) would measure the model on other data, silently.
 
     Returns:
-        `{key: (value in training, value in config)}` over keys other than
-        `TRAINING_ONLY_KEYS`; empty when they agree or there is no report
-        beside the model.
+        `{key: (value in training, value in config)}` over `DATA_KEYS`; empty
+        when they agree or there is no report beside the model.
     """
     report_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "report.json")
     try:
@@ -113,7 +105,7 @@ def config_differences(model_path, config):
         return {}
     differences = {}
     for key, value in config.items():
-        if key in TRAINING_ONLY_KEYS or key not in trained:
+        if key not in DATA_KEYS or key not in trained:
             continue
         if json.dumps(trained[key]) != json.dumps(value):
             differences[key] = (trained[key], value)
@@ -131,6 +123,8 @@ def _batches(data, batch_size):
                 labels = targets["full_labels"] if isinstance(targets, dict) else targets
                 yield images, labels
 
+        if cardinality < 0 and data.get("num_images"):  # unknown after a rebatch
+            cardinality = math.ceil(data["num_images"] / batch_size)
         return (cardinality if cardinality >= 0 else None), from_dataset()
     images, labels = data["images"], data["full_labels"]
     if len(images) != len(labels):
@@ -154,8 +148,11 @@ def predict_split(model, data, batch_size=32, verbose=1):
 
     Args:
         model: a loaded model.
-        data: a dict from `evaluation_data`.
-        batch_size: int, for array data (datasets come batched).
+        data: a dict from `evaluation_data` (`dataset`, batches of `(images,
+            targets)` with `full_labels`), or with `images` and `full_labels`
+            arrays.
+        batch_size: int; arrays are cut into batches of this size, datasets
+            come batched (padded up to it when smaller).
         verbose: 0 silent, 1 a progress bar over batches.
 
     Returns:
@@ -346,7 +343,7 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
         config: the recipe dict the data comes from (with the overrides the
             model was trained with, e.g. `image_size`).
         out_dir: str, where `metrics.json`, `per_class.csv` and
-            `pr_curves.png` go (created); `None` for `eval-SPLIT` beside
+            `pr_curves.png` go (created); `None` for `eval-test` beside
             `model_path`.
         split: optional split name (see `evaluation_data`).
         data_dir: optional data folder (see `evaluation_data`).
@@ -357,8 +354,8 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
 
     Returns:
         The report dict written to `metrics.json` (see
-        `classification_report`), plus `split`, `model`, `recipe`, `backend`
-        and `files`.
+        `classification_report`), plus `split`, `evaluated_on`, `model`,
+        `recipe`, `backend` and `files`.
 
     Example:
     ```python
@@ -367,7 +364,7 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
     report["map"]
     ```
     """
-    data = evaluation_data(config, split=split, data_dir=data_dir)
+    data = evaluation_data(config, split=split, data_dir=data_dir, batch_size=batch_size)
     if out_dir is None:
         if model_path is None:
             raise ValueError("Give out_dir, or model_path to write beside it. Received: neither")
@@ -385,6 +382,7 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
         "model": model_path,
         "recipe": recipe,
         "split": data["split"],
+        "evaluated_on": data["evaluated_on"],
         "backend": keras.backend.backend(),
         **classification_report(full_labels, scores, names, threshold=threshold),
     }

@@ -13,8 +13,7 @@ import recipes
 from cli import cli
 from patchpu_keras.data.image_files import read_image
 from patchpu_keras.metrics import mean_average_precision_score
-from patchpu_keras.training import load_data
-from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES
+from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES, held_out_arrays
 
 SET_TINY_DEMO = sum((["--set", override] for override in TINY_DEMO_OVERRIDES), [])
 
@@ -38,26 +37,28 @@ def test_evaluate_prints_and_writes_the_models_map(run_dir, model_predict):
     assert f"test split, 16 images: mAP {metrics['map']:.4f}" in result.stdout
     assert "2/2" in result.stdout  # the progress bar counted both batches
     assert metrics["recipe"] == "demo" and metrics["model"] == str(run_dir / "model.keras")
-    data = load_data(recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES))
-    scores = model_predict(data["test_images"][..., None])
-    assert metrics["map"] == pytest.approx(mean_average_precision_score(data["test_full_labels"], scores), abs=1e-6)
+    images, full = held_out_arrays(recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES))
+    scores = model_predict(images)
+    assert metrics["map"] == pytest.approx(mean_average_precision_score(full, scores), abs=1e-6)
+    assert metrics["evaluated_on"] == "full_labels" and "(against full_labels)" in result.stdout
     for name in ("per_class.csv", "pr_curves.png"):
         assert os.path.getsize(run_dir / "eval-test" / name) > 100
 
 
 def test_evaluate_warns_when_the_recipe_differs_from_the_run(run_dir, tmp_path):
+    model = str(run_dir / "model.keras")
+    missing = str(tmp_path / "missing")
+    # batch_size is not a data setting: only data_dir differs from the run.
     result = CliRunner().invoke(
-        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--out", str(tmp_path),
-              "--split", "nope"] + SET_TINY_DEMO[:-2]
+        cli, ["evaluate", "--model", model, "--recipe", "demo", "--data-dir", missing] + SET_TINY_DEMO[:-2]
     )
-    # batch_size is a training key: no warning. The split does not exist: a clear error.
-    assert "warning" not in result.stderr
-    assert result.exit_code != 0 and "Received: split='nope'" in result.output
-    result = CliRunner().invoke(
-        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--out", str(tmp_path),
-              "--split", "nope"]
-    )
+    assert result.stderr.count("warning:") == 1
+    assert f"the model was trained with data_dir=None, the recipe gives {missing!r}" in result.stderr
+    assert result.exit_code != 0 and f"--data-dir {missing} does not exist" in result.output
+    result = CliRunner().invoke(cli, ["evaluate", "--model", model, "--recipe", "demo", "--data-dir", missing])
     assert "the model was trained with image_size=56, the recipe gives 112; add --set image_size=56" in result.stderr
+    result = CliRunner().invoke(cli, ["evaluate", "--model", model, "--recipe", "demo", "--split", "train"])
+    assert result.exit_code == 2 and "'train' is not one of 'test', 'val'" in result.output
 
 
 def test_predict_prints_json_lines_and_skips_unreadable_files(run_dir, image_files, trained_model, model_predict, tmp_path):

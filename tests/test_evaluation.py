@@ -18,8 +18,7 @@ from patchpu_keras.evaluation import (
     precision_recall_curve,
 )
 from patchpu_keras.metrics import mean_average_precision_score
-from patchpu_keras.training import load_data
-from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES
+from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES, held_out_arrays
 
 TINY_DEMO = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
 
@@ -87,25 +86,30 @@ def test_classification_report_matches_scikit_learn(rng):
     json.dumps(report)  # NaN-free: undefined values are None
 
 
-def test_evaluation_data_reads_the_demo_splits():
-    data = evaluation_data(TINY_DEMO)
-    assert data["split"] == "test" and data["images"].shape == (16, 56, 56)
-    assert data["full_labels"].shape == (16, 10) and data["class_names"] == list(CLASS_NAMES)
-    # The demo recipe reads a data folder when one is given (issue 3): a wrong one is named.
-    with pytest.raises(FileNotFoundError, match="--data-dir /somewhere does not exist"):
+def test_evaluation_data_is_the_held_out_split_with_full_labels():
+    images, full = held_out_arrays(TINY_DEMO)
+    data = evaluation_data(TINY_DEMO, batch_size=5)
+    assert data["split"] == "test" and data["num_images"] == 16 == len(images)
+    assert data["class_names"] == list(CLASS_NAMES) and data["evaluated_on"] == "full_labels"
+    batches = list(data["dataset"].as_numpy_iterator())
+    assert [len(batch) for batch, _ in batches] == [5, 5, 5, 1]
+    np.testing.assert_array_equal(np.concatenate([batch for batch, _ in batches]), images)
+    np.testing.assert_array_equal(np.concatenate([t["full_labels"] for _, t in batches]), full)
+    assert evaluation_data(TINY_DEMO, split="val")["split"] == "test"  # VOC's val is load_data's test
+    with pytest.raises(ValueError, match=r"Only the held-out split.*Received: split='train'"):
+        evaluation_data(TINY_DEMO, split="train")
+    with pytest.raises(FileNotFoundError, match="/somewhere does not exist"):
         evaluation_data(TINY_DEMO, data_dir="/somewhere")
-    assert evaluation_data(TINY_DEMO, split="train")["images"].shape == (32, 56, 56)
-    with pytest.raises(ValueError, match=r"Expected one of \['test', 'train'\]. Received: split='val'"):
-        evaluation_data(TINY_DEMO, split="val")
 
 
 def test_evaluate_writes_metrics_csv_and_curves_of_the_models_scores(trained_model, model_predict, tmp_path):
     # trained_model was trained on another backend.
     report = evaluate(trained_model, TINY_DEMO, tmp_path / "eval", batch_size=8, verbose=0)
-    data = load_data(TINY_DEMO)
-    scores = model_predict(data["test_images"][..., None])
-    assert report["map"] == pytest.approx(mean_average_precision_score(data["test_full_labels"], scores), abs=1e-6)
+    images, full = held_out_arrays(TINY_DEMO)
+    scores = model_predict(images)
+    assert report["map"] == pytest.approx(mean_average_precision_score(full, scores), abs=1e-6)
     assert report["split"] == "test" and report["num_images"] == 16
+    assert report["evaluated_on"] == "full_labels"
 
     written = json.load(open(tmp_path / "eval" / "metrics.json"))
     assert written["map"] == report["map"] and written["files"] == report["files"]
@@ -144,11 +148,11 @@ def test_a_split_given_as_a_tf_data_pipeline_gives_the_same_scores(trained_model
     from patchpu_keras.data.pipeline import array_dataset
     from patchpu_keras.evaluation import predict_split
 
-    data = load_data(TINY_DEMO)
-    images, full = data["test_images"][:12], data["test_full_labels"][:12]
+    images, full = held_out_arrays(TINY_DEMO)
+    images, full = images[:12], full[:12]
     from_arrays = predict_split(trained_model, {"split": "test", "images": images, "full_labels": full},
                                 batch_size=8, verbose=0)
-    dataset = array_dataset(images, full_labels=full, batch_size=8)  # gray repeated to RGB
+    dataset = array_dataset(images, full_labels=full, batch_size=8)
     from_dataset = predict_split(trained_model, {"split": "test", "dataset": dataset}, batch_size=8, verbose=0)
     assert from_arrays[0].shape == (12, 10) and from_arrays[0].std(axis=0).max() > 0.005
     np.testing.assert_allclose(from_dataset[0], from_arrays[0], atol=1e-5)

@@ -190,9 +190,6 @@ def load_data(config):
             "train": train, "test": test, "class_names": list(mosaics["class_names"]),
             "num_train": len(observed), "num_test": len(test_full), "observed_labels": observed,
             "train_names": None, "test_labels": "full", "index": None,
-            # In-memory splits, for evaluation (patchpu_keras.evaluation).
-            "train_images": mosaics["train"]["images"], "train_full_labels": train_full,
-            "test_images": mosaics["test"]["images"], "test_full_labels": test_full,
         }
     index = load_recipe_index(config)
     train_split, test_split = index.splits["train"], index.splits["test"]
@@ -218,8 +215,6 @@ def load_data(config):
         "train": train, "test": test, "class_names": index.class_names,
         "num_train": len(train_split), "num_test": len(test_split), "observed_labels": observed,
         "train_names": train_split.names, "test_labels": index.test_labels, "index": index,
-        # The held-out split as a pipeline, for evaluation (patchpu_keras.evaluation).
-        "test_dataset": test,
     }
 
 

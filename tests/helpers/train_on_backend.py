@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 
 import recipes  # noqa: E402
 from patchpu_keras import losses  # noqa: E402
-from patchpu_keras.data.regimes import observe  # noqa: E402
 from patchpu_keras.training import build_model, load_data  # noqa: E402
 
 TINY_DEMO_OVERRIDES = [
@@ -46,19 +45,27 @@ def calibrate_batch_norms(model, images):
         layer.momentum = momentum
 
 
+def held_out_arrays(config):
+    """Images and full labels of `load_data(config)["test"]`: what `evaluate` sees."""
+    images, full_labels = [], []
+    for batch, targets in load_data(config)["test"]:
+        images.append(batch.numpy())
+        full_labels.append(targets["full_labels"].numpy())
+    return np.concatenate(images), np.concatenate(full_labels)
+
+
 def main(out_dir):
     keras.utils.set_random_seed(0)
     config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
     data = load_data(config)
-    train_images = data["train_images"][..., None].astype("float32")
+    train_images = np.concatenate([images.numpy() for images, _ in data["train"]]).astype("float32")
     model = build_model(config, len(data["class_names"]), label_names=data["class_names"])
     calibrate_batch_norms(model, train_images)
     model.compile(optimizer=keras.optimizers.Lamb(1e-3, weight_decay=1e-4), loss=losses.WeakNegative())
-    observed = observe(data["train_full_labels"], "single_positive", seed=0).astype("float32")
-    model.fit(train_images, observed, batch_size=16, epochs=1, verbose=0)
+    model.fit(data["train"], epochs=1, verbose=0)  # single positives drawn by the recipe
     os.makedirs(out_dir, exist_ok=True)
     model.save(os.path.join(out_dir, "model.keras"))
-    test_images = data["test_images"][..., None]
+    test_images, _ = held_out_arrays(config)
     probabilities = keras.ops.convert_to_numpy(model(test_images.astype("float32"))["probabilities"])
     np.savez(
         os.path.join(out_dir, "reference.npz"),
