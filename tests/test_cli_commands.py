@@ -13,7 +13,8 @@ import recipes
 from cli import cli
 from patchpu_keras.data.image_files import read_image
 from patchpu_keras.metrics import mean_average_precision_score
-from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES, held_out_arrays
+from patchpu_keras.models import load_model
+from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES, calibrate_batch_norms, held_out_arrays
 
 SET_TINY_DEMO = sum((["--set", override] for override in TINY_DEMO_OVERRIDES), [])
 
@@ -105,3 +106,28 @@ def test_every_command_refuses_a_model_that_is_not_patchpu(not_patchpu, command)
     assert result.exit_code != 0
     assert "holds a Sequential (from keras), not a patchpu-keras model" in result.output
     assert not (not_patchpu / "out").exists()
+
+
+def test_evaluate_a_model_on_voc_data_on_disk(tmp_path, tiny_model):
+    """The held-out split of data on disk (VOC's val here), through the same pipeline as training."""
+    from data import trees
+    from patchpu_keras.data.voc import CLASS_NAMES as VOC_CLASSES
+
+    trees.make_voc(tmp_path / "voc")
+    tiny_paper = ["image_size=32", "patch_size=16", "stride=16", "num_resolutions=2", "embedding_dim=16",
+                  "mlp_units=16", "batch_size=4"]
+    config = recipes.apply_overrides(recipes.load("voc_wn"), tiny_paper + [f"data_dir={tmp_path / 'voc'}"])
+    images, full = held_out_arrays(config)
+    model = tiny_model(num_labels=20, label_names=VOC_CLASSES)  # 32x32 input, as tiny_paper
+    calibrate_batch_norms(model, images.astype("float32"))  # scores that differ between images
+    model.save(tmp_path / "model.keras")
+    args = ["evaluate", "--model", str(tmp_path / "model.keras"), "--recipe", "voc_wn",
+            "--data-dir", str(tmp_path / "voc"), "--split", "val", "--out", str(tmp_path / "eval")]
+    result = CliRunner().invoke(cli, args + sum((["--set", s] for s in tiny_paper), []))
+    assert result.exit_code == 0, result.output
+    metrics = json.load(open(tmp_path / "eval" / "metrics.json"))
+    assert metrics["num_images"] == len(images) == len(trees.VOC_VAL) and metrics["evaluated_on"] == "full_labels"
+    scores = load_model(tmp_path / "model.keras").predict(images, verbose=0)["probabilities"]
+    assert scores.std(axis=0).max() > 0.005
+    assert metrics["map"] == pytest.approx(mean_average_precision_score(full, scores), abs=1e-6)
+    assert [row["num_positives"] for row in metrics["per_class"]] == full.sum(0).astype(int).tolist()
