@@ -11,7 +11,7 @@ its split), ready for `PatchPUClassifier.fit`.
 import numpy as np
 import tensorflow as tf
 
-from patchpu_keras.data.image_files import decode_image
+from patchpu_keras.data.image_files import decode_image, resize_image
 from patchpu_keras.data.image_split import ImageSplit
 from patchpu_keras.labels import (
     FULL_LABELS,
@@ -47,10 +47,10 @@ def to_rgb(image):
 
 def resize(image, image_size):
     """Bilinear resize to `image_size x image_size`, float32 out (no-op on the size if None)."""
-    image = tf.cast(image, "float32")
     if image_size is None:
-        return image
-    return tf.image.resize(image, (image_size, image_size))
+        return tf.cast(image, "float32")
+    # The same op as serving and `cli.py predict`, so training and inference resize alike.
+    return resize_image(image, image_size)
 
 
 def label_tables(observed_labels, full_labels, num_images):
