@@ -1,0 +1,70 @@
+"""bench/compare_methods.py: its runs are valid `cli.py train` commands, and a tiny table runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import recipes
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+import compare_methods  # noqa: E402
+
+
+@pytest.mark.parametrize("method, model, overrides", compare_methods.RUNS)
+def test_every_run_is_a_cli_command_that_sets_what_it_means(method, model, overrides, tmp_path):
+    settings = {
+        **compare_methods.BENCHMARK, "expected_positives": 2.27,
+        **compare_methods.MODELS[model][1], **overrides, "seed": 2,
+    }
+    command = compare_methods.train_command(settings, str(tmp_path))
+    assert command[1:5] == [os.path.join(REPO_ROOT, "cli.py"), "train", "--recipe", "demo"]
+    assignments = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
+    # What cli.py does with them: the demo recipe with every setting, of the right type.
+    config = recipes.apply_overrides(recipes.load("demo"), assignments)
+    assert {key: config[key] for key in settings} == settings
+    assert len(assignments) == len(settings)
+
+
+@pytest.mark.large
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the benchmark only orchestrates `cli.py train` runs (tested on every backend); "
+    "checked once, on TensorFlow",
+)
+def test_a_tiny_table_runs_resumes_and_reports(tmp_path):
+    out = tmp_path / "table"
+    command = [
+        sys.executable, os.path.join(REPO_ROOT, "bench", "compare_methods.py"), "--out", str(out),
+        "--only", "patch", "--losses", "full_bce,role", "--seeds", "0",
+        "--set", "fashion_mnist_dir=none", "--set", "num_train=32", "--set", "num_test=16",
+        "--set", "epochs=1", "--set", "embedding_dim=16", "--set", "mlp_units=16",
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    results = json.load(open(out / "results.json"))
+    assert [row["method"] for row in results["rows"]] == ["BCE, full labels (upper bound)", "ROLE"]
+    # k measured on the 32 training mosaics of the vendored subset: 1 to 4 items each.
+    assert 1.0 <= results["changed_from_demo"]["expected_positives"] <= 4.0
+    for row in results["rows"]:
+        (run,) = row["runs"]
+        report = json.load(open(out / compare_methods.run_name("patch", row["overrides"], 0) / "report.json"))
+        assert run["map"] == report["map"] and 0 < run["map"] <= 1
+        assert report["config"]["embedding_dim"] == 16 and report["config"]["epochs"] == 1
+        assert report["config"]["loss"] == row["overrides"]["loss"]
+    table = (out / "table.md").read_text()
+    role = json.load(open(out / "patch-role-seed0" / "report.json"))
+    assert f"| patch model | ROLE | 1 positive | {100 * role['map']:.1f} ± 0.0 |" in table
+    assert f"{role['num_parameters']:,} |" in table
+
+    # A second call trains nothing: every run's report is complete.
+    log = out / "patch-role-seed0" / "train.log"
+    before = log.stat().st_mtime_ns
+    second = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert log.stat().st_mtime_ns == before
+    assert (out / "table.md").read_text() == table
