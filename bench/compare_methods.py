@@ -15,8 +15,10 @@ default), each limited to one TensorFlow thread: this model's small kernels
 keep a single process at about 115% of 2 cores, and one thread per run is
 faster per step than two (51 vs 57 ms on the patch model, measured), so two
 runs side by side get 1.7x the throughput. Finished runs are skipped when the
-command is run again, so an interrupted table resumes where it stopped; a run
-that fails is reported and the others go on.
+command is run again, so an interrupted table resumes where it stopped; a
+finished run made with other settings is refused, never overwritten; a run that
+fails is reported and the others go on. `--only patch` and `--losses
+ll_r,weak_negative` run a subset of the rows.
 
 The benchmark is the demo's data and recipe (`recipes/demo.py`) at half scale
 with more images: see `BENCHMARK` for what was changed to fit the whole table
@@ -29,6 +31,7 @@ for every run.
 import concurrent.futures
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -118,11 +121,43 @@ def train_command(settings, run_dir):
     return command
 
 
+def command_line(command):
+    """What `command.txt` records: the command as typed in the repository's folder."""
+    return shlex.join(["python", "cli.py"] + command[2:])
+
+
+def _what_it_trains(line):
+    """A recorded command's arguments after `train`, without `--out` (the folder may move)."""
+    words = shlex.split(line)
+    words = words[words.index("train") + 1:]
+    out = words.index("--out")
+    return words[:out] + words[out + 2:]
+
+
+def finished_report(command, run_dir):
+    """The report of a completed run of this very command, or None if it must (re)run.
+
+    A completed run made with other settings is an error, not overwritten: it
+    is somebody's result.
+    """
+    report_path = os.path.join(run_dir, "report.json")
+    report = json.load(open(report_path)) if os.path.exists(report_path) else {}
+    if report.get("status") != "completed":
+        return None
+    recorded = open(os.path.join(run_dir, "command.txt")).read().strip()
+    if _what_it_trains(recorded) != _what_it_trains(command_line(command)):
+        raise click.ClickException(
+            f"{run_dir} holds a completed run made with other settings; pass another --out, or "
+            f"remove that folder to re-run it. Expected: {command_line(command)}. Received: {recorded}"
+        )
+    return report
+
+
 def run_once(command, run_dir, env):
     """Runs one training command; returns its report, or raises with the log's tail."""
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "command.txt"), "w") as handle:
-        handle.write(" ".join(["python", "cli.py"] + command[2:]) + "\n")
+        handle.write(command_line(command) + "\n")
     with open(os.path.join(run_dir, "train.log"), "w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     report_path = os.path.join(run_dir, "report.json")
@@ -134,8 +169,9 @@ def run_once(command, run_dir, env):
 
 
 def table(results):
+    num_seeds = max((row["num_seeds"] for row in results), default=0)
     lines = [
-        "| model | method | labels | test mAP (mean ± std, 3 seeds) | train s / epoch | parameters |",
+        f"| model | method | labels | test mAP (mean ± std, {num_seeds} seeds) | train s / epoch | parameters |",
         "|---|---|---|---|---|---|",
     ]
     for row in results:
@@ -201,10 +237,9 @@ def main(out, seeds, only, loss_names, jobs, assignments):
     failures = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         pending = {}
-        for row, seed, run_dir, command in jobs_to_run:
-            report_path = os.path.join(run_dir, "report.json")
-            report = json.load(open(report_path)) if os.path.exists(report_path) else {}
-            if report.get("status") == "completed":
+        finished = [finished_report(command, run_dir) for _, _, run_dir, command in jobs_to_run]
+        for (row, seed, run_dir, command), report in zip(jobs_to_run, finished):
+            if report is not None:
                 finish(row, seed, report)
             else:
                 pending[pool.submit(run_once, command, run_dir, env)] = (row, seed)
@@ -224,11 +259,14 @@ def main(out, seeds, only, loss_names, jobs, assignments):
     with open(os.path.join(out, "results.json"), "w") as handle:
         json.dump(
             {"benchmark": {**demo, **changed}, "changed_from_demo": changed, "jobs": jobs,
-             "rows": rows, "wall_seconds": time.time() - start, "failures": failures},
+             "rows": rows, "failures": failures,
+             # This call's time: a call that resumes an interrupted table trains only the rest.
+             "wall_seconds": time.time() - start, "runs_trained": len(pending)},
             handle, indent=2,
         )
     print(text)
-    print(f"wall time: {time.time() - start:.0f} s, {len(failures)} failed run(s)")
+    print(f"wall time: {time.time() - start:.0f} s for {len(pending)} run(s) trained, "
+          f"{len(failures)} failed")
     if failures:
         sys.exit(1)
 

@@ -48,6 +48,7 @@ def test_a_tiny_table_runs_resumes_and_reports(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = json.load(open(out / "results.json"))
     assert [row["method"] for row in results["rows"]] == ["BCE, full labels (upper bound)", "ROLE"]
+    assert results["runs_trained"] == 2 and results["failures"] == []
     # k measured on the 32 training mosaics of the vendored subset: 1 to 4 items each.
     assert 1.0 <= results["changed_from_demo"]["expected_positives"] <= 4.0
     for row in results["rows"]:
@@ -68,3 +69,11 @@ def test_a_tiny_table_runs_resumes_and_reports(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert log.stat().st_mtime_ns == before
     assert (out / "table.md").read_text() == table
+    assert json.load(open(out / "results.json"))["runs_trained"] == 0
+
+    # Other settings into the same folder: refused before anything is trained or lost.
+    third = subprocess.run(command + ["--set", "epochs=2"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert third.returncode != 0
+    assert "holds a completed run made with other settings" in third.stderr
+    assert "--set epochs=2" in third.stderr and log.stat().st_mtime_ns == before
+    assert json.load(open(out / "patch-role-seed0" / "report.json")) == role
