@@ -98,13 +98,9 @@ def run_name(model, overrides, seed):
 
 def mean_labels_per_image(config):
     """EPR / ROLE's k: the mean number of labels of the benchmark's training mosaics."""
-    from patchpu_keras.data.mosaics import fashion_mnist_mosaics
+    from patchpu_keras.data.mosaics import recipe_mosaics
 
-    mosaics = fashion_mnist_mosaics(
-        num_train=config["num_train"], num_test=1, canvas_size=config["image_size"],
-        items_per_image=tuple(config["items_per_image"]), seed=config["data_seed"],
-        fashion_mnist_dir=config["fashion_mnist_dir"], item_size=config["item_size"],
-    )
+    mosaics = recipe_mosaics(config, num_test=1)
     return round(float(mosaics["train"]["full_labels"].sum(axis=1).mean()), 2)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from patchpu_keras.data.mosaics import fashion_mnist_mosaics  # noqa: E402
+from patchpu_keras.data.mosaics import recipe_mosaics  # noqa: E402
 from patchpu_keras.losses import weak_negative_targets  # noqa: E402
 from patchpu_keras.models import load_model  # noqa: E402
 
@@ -34,11 +34,7 @@ def main(run_dir, images):
     config = json.load(open(os.path.join(run_dir, "report.json")))["config"]
     if config.get("data_dir") is not None or config["dataset"] != "fashion_mnist_mosaics":
         raise click.ClickException(f"Expected a run of the built-in mosaics. Received: {run_dir}")
-    mosaics = fashion_mnist_mosaics(
-        num_train=config["num_train"], num_test=1, canvas_size=config["image_size"],
-        items_per_image=tuple(config["items_per_image"]), seed=config["data_seed"],
-        fashion_mnist_dir=config["fashion_mnist_dir"], item_size=config.get("item_size", 28),
-    )
+    mosaics = recipe_mosaics(config, num_test=1)
     observed = np.load(os.path.join(run_dir, "observed_labels.npz"))["observed_labels"][:images]
     full = mosaics["train"]["full_labels"][:images]
     model = load_model(os.path.join(run_dir, "model.keras"))

@@ -132,3 +132,26 @@ def fashion_mnist_mosaics(
         canvas_size=canvas_size, items_per_image=items_per_image, seed=seed + 1,
     )
     return {"train": train, "test": test, "class_names": source["class_names"]}
+
+
+def recipe_mosaics(config, num_test=None):
+    """The built-in mosaics a recipe dict describes (`recipes/demo.py`'s data keys).
+
+    Args:
+        config: a recipe dict with `num_train`, `num_test`, `image_size`,
+            `items_per_image`, `data_seed` and optionally `fashion_mnist_dir`
+            and `item_size`.
+        num_test: optional int replacing `config["num_test"]`.
+
+    Returns:
+        What `fashion_mnist_mosaics` returns.
+    """
+    return fashion_mnist_mosaics(
+        num_train=config["num_train"],
+        num_test=config["num_test"] if num_test is None else num_test,
+        canvas_size=config["image_size"],
+        items_per_image=tuple(config["items_per_image"]),
+        seed=config["data_seed"],
+        fashion_mnist_dir=config.get("fashion_mnist_dir"),
+        item_size=config.get("item_size", 28),
+    )

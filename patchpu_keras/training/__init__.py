@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from patchpu_keras import losses
-from patchpu_keras.data.mosaics import fashion_mnist_mosaics
+from patchpu_keras.data.mosaics import recipe_mosaics
 from patchpu_keras.data.pipeline import array_dataset, image_dataset
 from patchpu_keras.data.regimes import observe
 from patchpu_keras.data.sources import load_recipe_index
@@ -169,15 +169,7 @@ def load_data(config):
     image_size, batch_size, seed = config["image_size"], config["batch_size"], config["seed"]
     flip = config.get("flip", True)
     if config.get("data_dir") is None and config["dataset"] == "fashion_mnist_mosaics":
-        mosaics = fashion_mnist_mosaics(
-            num_train=config["num_train"],
-            num_test=config["num_test"],
-            canvas_size=image_size,
-            items_per_image=tuple(config["items_per_image"]),
-            seed=config["data_seed"],
-            fashion_mnist_dir=config.get("fashion_mnist_dir"),
-            item_size=config.get("item_size", 28),
-        )
+        mosaics = recipe_mosaics(config)
         train_full = mosaics["train"]["full_labels"]
         observed = observe(train_full, regime, seed=label_seed, partial_fraction=partial_fraction)
         train = array_dataset(
