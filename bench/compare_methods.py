@@ -130,14 +130,19 @@ def _what_it_trains(line):
     return words[:out] + words[out + 2:]
 
 
+def _report(run_dir):
+    """A run's `report.json`, or {} before it has one."""
+    path = os.path.join(run_dir, "report.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
 def finished_report(command, run_dir):
     """The report of a completed run of this very command, or None if it must (re)run.
 
     A completed run made with other settings is an error, not overwritten: it
     is somebody's result.
     """
-    report_path = os.path.join(run_dir, "report.json")
-    report = json.load(open(report_path)) if os.path.exists(report_path) else {}
+    report = _report(run_dir)
     if report.get("status") != "completed":
         return None
     recorded = open(os.path.join(run_dir, "command.txt")).read().strip()
@@ -156,11 +161,10 @@ def run_once(command, run_dir, env):
         handle.write(command_line(command) + "\n")
     with open(os.path.join(run_dir, "train.log"), "w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    report_path = os.path.join(run_dir, "report.json")
-    report = json.load(open(report_path)) if os.path.exists(report_path) else {}
+    report = _report(run_dir)
     if code != 0 or report.get("status") != "completed":
         tail = open(os.path.join(run_dir, "train.log")).read()[-2000:]
-        raise RuntimeError(f"{' '.join(command[1:])} exited with {code}:\n{tail}")
+        raise RuntimeError(f"{command_line(command)} exited with {code}:\n{tail}")
     return report
 
 
