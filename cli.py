@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import click  # noqa: E402
 
 import recipes  # noqa: E402
+from patchpu_keras.data.sources import SOURCE_CHOICES  # noqa: E402
 
 
 @click.group()
@@ -20,17 +21,21 @@ def cli():
 
 @cli.command("recipes")
 def list_recipes():
-    """List the recipes, one line each."""
+    """List the recipes, one line each, and the losses `--set loss=NAME` accepts."""
+    from patchpu_keras.losses.registry import LOSSES
+
     for name in recipes.names():
         click.echo(f"{name:24s} {recipes.summary(name)}")
+    click.echo("\nLosses (--set loss=NAME):")
+    for name, entry in sorted(LOSSES.items()):
+        click.echo(f"{name:34s} {entry.summary}")
 
 
-SOURCES = ("auto", "voc", "coco", "tfds", "folders", "manifest")
 data_dir_option = click.option(
     "--data-dir", default=None, help="Dataset folder (VOCdevkit, COCO, TFDS data dir, label folders, manifest)."
 )
 source_option = click.option(
-    "--source", type=click.Choice(SOURCES), default=None, help="Kind of data [default: detected from --data-dir]."
+    "--source", type=click.Choice(SOURCE_CHOICES), default=None, help="Kind of data [default: detected from --data-dir]."
 )
 set_option = click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE",
@@ -75,6 +80,7 @@ def train(recipe, data_dir, source, epochs, out, assignments):
         config["epochs"] = epochs
     out = out or os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
 
+    from patchpu_keras.reports import format_training_report
     from patchpu_keras.training import train as run
 
     try:
@@ -82,18 +88,7 @@ def train(recipe, data_dir, source, epochs, out, assignments):
             report = run(config, out)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
-    labels = "full labels" if report["evaluated_on"] == "full_labels" else (
-        "observed labels (held out of the training data: an estimate)")
-    click.echo(f"\nTest mAP: {report['map']:.4f} on {report['num_test_images']} held-out images, "
-               f"against their {labels}")
-    for name, ap in report["per_class_ap"].items():
-        click.echo(f"  {name:12s} {'n/a' if ap is None else f'{ap:.4f}'}")
-    for action, by_reason in report.get("files_skipped", {}).items():
-        click.echo(f"Files {action}: " + ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
-                   + " (`python cli.py data summary` lists them)")
-    click.echo(f"{report['epochs_completed']} epochs in {report['train_seconds']:.0f} s; wrote {out}/"
-               "{model.keras,report.json,heatmaps/}")
-    click.echo(json.dumps({"map": report["map"], "out": out}))
+    click.echo(format_training_report(report, out))
 
 
 @cli.group()
@@ -170,6 +165,7 @@ def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batc
     Pass the --set overrides (and --data-dir) the model was trained with.
     """
     from patchpu_keras import evaluation
+    from patchpu_keras.reports import format_evaluation_report
 
     config = _config(recipe, assignments, data_dir, source)
     for key, (trained, given) in evaluation.config_differences(model_path, config).items():
@@ -183,22 +179,7 @@ def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batc
         )
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"\n{report['split']} split, {report['num_images']} images: mAP "
-               + ("n/a" if report["map"] is None else f"{report['map']:.4f}")
-               + f" (against {report['evaluated_on']})")
-    click.echo(f"{'label':14s} {'AP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'F1@0.5':>6s} "
-               f"{'best t':>6s} {'F1@t':>6s}")
-    for row in report["per_class"]:
-        cells = [row["ap"], row["precision@0.5"], row["recall@0.5"], row["f1@0.5"],
-                 row["best_threshold"], row["f1@best"]]
-        click.echo(f"{row['label'][:14]:14s} " + " ".join(
-            "   n/a" if value is None else f"{value:6.3f}" for value in cells))
-    for name, averages in (("at 0.5", report["at_threshold"]),
-                           ("at best thresholds", report["at_best_thresholds"])):
-        micro, macro = averages["micro"], averages["macro"]
-        click.echo(f"{name}: micro P/R/F1 {micro['precision']:.3f}/{micro['recall']:.3f}/"
-                   f"{micro['f1']:.3f}, macro F1 {macro['f1']:.3f}")
-    click.echo(f"wrote {', '.join(report['files'].values())}")
+    click.echo(format_evaluation_report(report))
 
 
 @cli.command()

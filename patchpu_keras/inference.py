@@ -1,7 +1,7 @@
 """Prediction and explanation of image files (`cli.py predict`, `cli.py explain`).
 
 Files are decoded and resized to the model's `image_size` with the ops of the
-exported serving signature (`patchpu_keras.data.image_files`), then batched
+exported serving signature (`patchpu_keras.data.image_files`, read by `image_reader`), then batched
 through the model on whatever backend is active. A file that cannot be read or
 decoded yields a record with an `error` naming it, and the others go on.
 
@@ -12,15 +12,13 @@ class activation maps of one returning `cam` (`CAMClassifier`).
 
 import os
 
+import keras
 import numpy as np
 from PIL import Image
 
-from patchpu_keras.data.image_files import (
-    UnreadableImageError,
-    list_image_files,
-    read_image,
-    resize_image,
-)
+from patchpu_keras.data.image_files import resize_image
+from patchpu_keras.data.image_reader import UnreadableImageError, list_image_files, read_image
+from patchpu_keras.labels import FULL_LABELS, INDEX
 from patchpu_keras.visualization import PANEL_SIZE, attention_figure, cam_figure
 
 PATH = "path"
@@ -71,6 +69,69 @@ def predict_batch(model, images, batch_size):
         images = np.concatenate([images, padding])
     outputs = model.predict_on_batch(images)
     return {key: np.asarray(value)[:count] for key, value in outputs.items()}
+
+
+def predict_labelled(model, batches, batch_size, keep=0, num_batches=None, verbose=0, split="test"):
+    """Outputs and labels of a labelled split, in order: the one loop over labelled data.
+
+    `train` (the final test mAP and heat maps), `evaluate` and the benchmarks
+    call it. Labels come from each batch's targets, so they match the
+    predictions whatever order the data comes in. Batches are padded to
+    `batch_size` (see `predict_batch`).
+
+    Args:
+        model: a model returning a dict with `probabilities`.
+        batches: a `tf.data.Dataset` or an iterable of `(images, targets)`
+            batches; `targets` is a full-label array or a dict with
+            `full_labels` (and optionally `index`).
+        batch_size: int, the padded size of every model call (a larger batch
+            is run at its own size).
+        keep: int, images (and attention maps, when the model returns them)
+            of the first `keep` images to return.
+        num_batches: optional int for the progress bar (read from a dataset's
+            cardinality when known).
+        verbose: 0 silent, 1 a progress bar over batches.
+        split: str, the split's name for the error without any batch.
+
+    Returns:
+        A dict with `probabilities` and `full_labels` `(n, L)`, `index` `(n,)`
+        (None when the targets carry none), and `images` and `attention` of
+        the first `keep` images.
+
+    Raises:
+        ValueError: there is no batch.
+    """
+    if hasattr(batches, "as_numpy_iterator"):
+        cardinality = int(batches.cardinality())
+        num_batches = cardinality if cardinality >= 0 else num_batches
+        batches = batches.as_numpy_iterator()
+    progress = keras.utils.Progbar(num_batches, unit_name="batch", verbose=verbose)
+    probabilities, full_labels, indices, images, attention = [], [], [], [], []
+    for step, (batch_images, targets) in enumerate(batches, start=1):
+        batch_images = np.asarray(batch_images)
+        outputs = predict_batch(model, batch_images, max(batch_size, len(batch_images)))
+        probabilities.append(outputs["probabilities"])
+        if isinstance(targets, dict):
+            full_labels.append(np.asarray(targets[FULL_LABELS]))
+            if INDEX in targets:
+                indices.append(np.asarray(targets[INDEX]))
+        else:
+            full_labels.append(np.asarray(targets))
+        missing = keep - sum(len(kept) for kept in images)
+        if missing > 0:
+            images.append(batch_images[:missing])
+            if "attention" in outputs:
+                attention.append(outputs["attention"][:missing])
+        progress.update(step)
+    if not probabilities:
+        raise ValueError(f"The {split} split has no image. Received: 0 batches")
+    return {
+        "probabilities": np.concatenate(probabilities),
+        "full_labels": np.concatenate(full_labels),
+        "index": np.concatenate(indices) if indices else None,
+        "images": np.concatenate(images) if images else np.zeros((0,)),
+        "attention": np.concatenate(attention) if attention else np.zeros((0,)),
+    }
 
 
 def _run_model(model, images, batch_size):

@@ -1,6 +1,9 @@
 """Recipes: one module per experiment, each with `get_config()` returning a plain dict.
 
 `python cli.py recipes` lists them; `python cli.py train --recipe NAME` runs one.
+`load` merges the method defaults (`patchpu_keras.training.method_defaults`:
+every key a loss or a compared model reads) under the recipe's own keys, so
+`--set loss=NAME` and its keys work from every recipe.
 """
 
 import ast
@@ -22,8 +25,10 @@ def _module(name):
 
 
 def load(name):
-    """The config dict of recipe `name`."""
-    return _module(name).get_config()
+    """The config dict of recipe `name`, over the method defaults."""
+    from patchpu_keras.training.builders import method_defaults
+
+    return {**method_defaults(), **_module(name).get_config()}
 
 
 def summary(name):

@@ -27,7 +27,6 @@ def paper_settings():
         "max_patches_per_resolution": None,
         # Training: 25 epochs, batch 16, LAMB lr 1e-3 halved every 5 epochs, weight decay 1e-4
         "loss": "weak_negative",
-        "theta": 0.0,
         "epochs": 25,
         "batch_size": 16,
         "learning_rate": 1e-3,
@@ -38,7 +37,7 @@ def paper_settings():
     }
 
 
-# Per-dataset hyperparameters of the compared methods (issue 5), as their papers set them.
+# Per-dataset hyperparameters of the compared methods, as their papers set them.
 _METHOD_SETTINGS = {
     "voc2012": {"expected_positives": 1.38, "em_alpha": 0.2, "apl_beta": 0.02},
     "coco2014": {"expected_positives": 2.92, "em_alpha": 0.1, "apl_beta": 0.9},
@@ -46,26 +45,13 @@ _METHOD_SETTINGS = {
 
 
 def method_settings(dataset):
-    """Keys read by the compared methods (`loss=...`, `model=cam`) for `dataset`.
+    """The compared methods' keys whose value depends on `dataset`.
 
     k of EPR / ROLE: 1.38 (VOC) and 2.92 (COCO), the patch paper's values.
-    EM alpha and APL beta: Zhou et al. 2022 (VOC 0.2 / 0.02, COCO 0.1 / 0.9),
-    APL after 5 warm-up epochs. Large Loss Matters: Kim et al. 2022's
-    delta_rel of 0.5, 0.2 and 0.1 percent per epoch for R, Ct and Cp (None).
-    EN + CL's momentum, threshold and weight are ours (reconstructed method).
+    EM alpha and APL beta: Zhou et al. 2022 (VOC 0.2 / 0.02, COCO 0.1 / 0.9).
+    Every other method key keeps its default (`patchpu_keras.training.method_defaults`:
+    APL after 5 warm-up epochs, Kim et al.'s delta_rel per mode, our EN + CL settings).
     """
     if dataset not in _METHOD_SETTINGS:
         raise ValueError(f"Expected one of {sorted(_METHOD_SETTINGS)}. Received: dataset={dataset!r}")
-    return {
-        "model": "patch",  # "cam": CAMClassifier
-        "backbone": "resnet50",
-        "boost_lu_alpha": None,  # 5: BoostLU (Kim et al. 2023)
-        "label_smoothing": 0.1,  # assume_negative_ls (Cole et al. 2021)
-        "delta_rel": None,  # ll_*: None is Kim et al.'s per-mode default
-        "apl_warmup_epochs": 5,
-        "apl_negative_proportion": 0.9,
-        "en_momentum": 0.9,
-        "en_threshold": 0.5,
-        "en_weight": 1.0,
-        **_METHOD_SETTINGS[dataset],
-    }
+    return dict(_METHOD_SETTINGS[dataset])

@@ -46,7 +46,6 @@ def get_config():
         "max_patches_per_resolution": None,
         # Training
         "loss": "weak_negative",
-        "theta": 0.0,
         "epochs": 6,
         "batch_size": 16,
         "learning_rate": 5e-3,
@@ -54,19 +53,8 @@ def get_config():
         "lr_decay_rate": 0.5,
         "weight_decay": 1e-4,
         "seed": 0,
-        # The compared methods (`--set loss=...`, `--set model=cam`); unused by
-        # the weak negative loss.
-        "model": "patch",  # or "cam": CAMClassifier
-        "backbone": "resnet50",  # CAM backbone: "resnet50" or "tiny"
-        "boost_lu_alpha": None,  # 5 for BoostLU (Kim et al. 2023)
+        # The compared methods' keys whose demo value differs from the defaults
+        # (`patchpu_keras.training.method_defaults`).
         "expected_positives": 2.26,  # EPR / ROLE k: mean labels per training mosaic (measured)
-        "label_smoothing": 0.1,  # assume_negative_ls
-        "delta_rel": None,  # ll_r / ll_ct / ll_cp; None: Kim et al.'s 0.005 / 0.002 / 0.001
-        "em_alpha": 0.2,  # em, em_apl (Zhou et al.: 0.2 VOC)
-        "apl_beta": 0.02,  # em_apl (Zhou et al.: 0.02 VOC)
-        "apl_warmup_epochs": 3,
-        "apl_negative_proportion": 0.9,
-        "en_momentum": 0.9,  # en_cl (our hyperparameters)
-        "en_threshold": 0.5,
-        "en_weight": 1.0,
+        "apl_warmup_epochs": 3,  # em_apl: half of the demo's 6 epochs
     }

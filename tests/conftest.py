@@ -8,9 +8,7 @@ import pytest  # noqa: E402
 
 from patchpu_keras import PatchPUClassifier  # noqa: E402
 
-# A model small enough for a CPU step in well under a second: 32x32 images,
-# 16x16 patches, 2 levels (4 + 1 patches), F = 16.
-TINY = dict(image_size=32, patch_size=16, num_resolutions=2, embedding_dim=16, mlp_units=16)
+from tests.configs import TINY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,13 @@ from PIL import Image
 
 import recipes
 from cli import cli
-from patchpu_keras.data.image_files import read_image
+from patchpu_keras.data.image_reader import read_image
 from patchpu_keras.metrics import mean_average_precision_score
 from patchpu_keras.models import load_model
-from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES, calibrate_batch_norms, held_out_arrays
+from tests.configs import TINY_DEMO, TINY_DEMO_OVERRIDES, TINY_PAPER, as_overrides, set_options
+from tests.helpers.train_on_backend import calibrate_batch_norms, held_out_arrays
 
-SET_TINY_DEMO = sum((["--set", override] for override in TINY_DEMO_OVERRIDES), [])
+SET_TINY_DEMO = set_options(TINY_DEMO)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +114,7 @@ def test_evaluate_a_model_on_voc_data_on_disk(tmp_path, tiny_model):
     from patchpu_keras.data.voc import CLASS_NAMES as VOC_CLASSES
 
     trees.make_voc(tmp_path / "voc")
-    tiny_paper = ["image_size=32", "patch_size=16", "stride=16", "num_resolutions=2", "embedding_dim=16",
-                  "mlp_units=16", "batch_size=4"]
+    tiny_paper = as_overrides({**TINY_PAPER, "batch_size": 4})
     config = recipes.apply_overrides(recipes.load("voc_wn"), tiny_paper + [f"data_dir={tmp_path / 'voc'}"])
     images, full = held_out_arrays(config)
     model = tiny_model(num_labels=20, label_names=VOC_CLASSES)  # 32x32 input, as tiny_paper

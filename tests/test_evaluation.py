@@ -9,16 +9,15 @@ from sklearn import metrics as sk
 import recipes
 from patchpu_keras import PatchPUClassifier
 from patchpu_keras.data import CLASS_NAMES
-from patchpu_keras.evaluation import (
+from patchpu_keras.evaluation import config_differences, evaluate, evaluation_data
+from patchpu_keras.metrics import (
     best_f1_threshold,
     classification_report,
-    config_differences,
-    evaluate,
-    evaluation_data,
+    mean_average_precision_score,
     precision_recall_curve,
 )
-from patchpu_keras.metrics import mean_average_precision_score
-from tests.helpers.train_on_backend import TINY_DEMO_OVERRIDES, held_out_arrays
+from tests.configs import TINY_DEMO_OVERRIDES
+from tests.helpers.train_on_backend import held_out_arrays
 
 TINY_DEMO = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
 

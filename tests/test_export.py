@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cli
-from patchpu_keras.data.image_files import read_image
+from patchpu_keras.data.image_reader import read_image
 from patchpu_keras.export import export_model
 from tests.conftest import run_helper
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from patchpu_keras.data.image_files import read_image
+from patchpu_keras.data.image_reader import read_image
 from patchpu_keras.inference import explain_files, explanation_figure, predict_files
 from patchpu_keras.models import CAMClassifier, load_model
 from patchpu_keras.visualization import CAPTION_HEIGHT, PANEL_SIZE

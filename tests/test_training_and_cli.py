@@ -9,14 +9,10 @@ from PIL import Image
 
 import recipes
 from cli import cli
-from patchpu_keras import PatchPUClassifier
+from patchpu_keras import PatchPUClassifier, losses
 from patchpu_keras.metrics import mean_average_precision_score
 
-# The demo recipe shrunk to seconds: 56x56 mosaics, 28x28 patches, 2 levels.
-TINY_DEMO = [
-    "num_train=32", "num_test=16", "image_size=56", "num_resolutions=2",
-    "embedding_dim=16", "mlp_units=16", "batch_size=16",
-]
+from tests.configs import TINY_DEMO_OVERRIDES as TINY_DEMO
 
 
 def test_recipes_list_and_overrides():
@@ -34,7 +30,9 @@ def test_recipes_list_and_overrides():
     with pytest.raises(ValueError, match="expects a int"):
         recipes.apply_overrides(config, ["epochs=many"])
     result = CliRunner().invoke(cli, ["recipes"])
-    assert result.exit_code == 0 and [line.split()[0] for line in result.output.splitlines()] == recipes.names()
+    recipe_lines, loss_lines = result.output.split("\n\nLosses (--set loss=NAME):\n")
+    assert result.exit_code == 0 and [line.split()[0] for line in recipe_lines.splitlines()] == recipes.names()
+    assert [line.split()[0] for line in loss_lines.splitlines()] == losses.registry.names()
 
 
 @pytest.mark.large
@@ -55,10 +53,10 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     model = keras.models.load_model(os.path.join(out, "model.keras"))
     assert isinstance(model, PatchPUClassifier) and model.label_names == report["class_names"]
     # The reported mAP is the saved model's mAP on the held-out mosaics.
-    from patchpu_keras.training import load_data
+    from patchpu_keras.data import load_data
 
     data = load_data(report["config"])
-    images, targets = zip(*[(x.numpy(), y["full_labels"].numpy()) for x, y in data["test"]])
+    images, targets = zip(*[(x.numpy(), y["full_labels"].numpy()) for x, y in data.test])
     scores = model.predict(np.concatenate(images), verbose=0)["probabilities"]
     assert mean_average_precision_score(np.concatenate(targets), scores) == pytest.approx(report["map"], abs=1e-5)
     assert report["history"]["val_map"][-1] == pytest.approx(report["map"], abs=1e-5)

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex
+from patchpu_keras.data.file_problem import FileProblem
 from patchpu_keras.data.image_split import ImageSplit
 
 URL = "https://cocodataset.org/#download"
@@ -109,16 +110,13 @@ def read_coco(data_dir):
         for image_id in sorted(images):
             name = f"{coco_split}/{images[image_id]}"
             if image_id in unknown:
-                problems.append({
-                    "name": name, "split": split, "action": "skipped", "reason": "unknown category id",
-                    "detail": f"category_id {sorted(unknown[image_id], key=str)} not in the json's categories",
-                })
+                problems.append(FileProblem(
+                    name, split, "skipped", "unknown category id",
+                    f"category_id {sorted(unknown[image_id], key=str)} not in the json's categories",
+                ))
                 continue
             if not labels[image_id].any():
-                problems.append({
-                    "name": name, "split": split, "action": "left out", "reason": "no annotations",
-                    "detail": None,
-                })
+                problems.append(FileProblem(name, split, "left out", "no annotations"))
                 continue
             kept_names.append(name)
             files.append(os.path.join(image_dir, images[image_id]))

@@ -22,8 +22,8 @@ class DatasetIndex:
             "observed" when the test split was held out of data that only has
             observed positives (folders without `test/`): its "full labels" are
             those positives and unobserved labels count as negatives.
-        problems: list of dicts with `name`, `split`, `action` ("skipped",
-            "converted", "left out"), `reason` and `detail`, one per file.
+        problems: list of `FileProblem`s, one per file skipped, converted
+            or left out.
         notes: list of str, facts the summary and the run report repeat.
 
     Example:
@@ -59,8 +59,8 @@ class DatasetIndex:
         """`{action: {reason: count}}` over `problems`."""
         counts = {}
         for problem in self.problems:
-            by_reason = counts.setdefault(problem["action"], {})
-            by_reason[problem["reason"]] = by_reason.get(problem["reason"], 0) + 1
+            by_reason = counts.setdefault(problem.action, {})
+            by_reason[problem.reason] = by_reason.get(problem.reason, 0) + 1
         return counts
 
 

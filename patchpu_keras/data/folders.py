@@ -12,7 +12,8 @@ import os
 import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex, hold_out
-from patchpu_keras.data.image_files import check_image_files
+from patchpu_keras.data.image_check import check_image_files
+from patchpu_keras.data.file_problem import FileProblem
 from patchpu_keras.data.image_split import ImageSplit
 
 
@@ -77,20 +78,18 @@ def read_folders(data_dir, holdout_fraction=0.1, holdout_seed=0, cache_dir=None)
         checks = check_image_files([path for _, path in entries], cache_name=data_dir, cache_dir=cache_dir)
         images = {}  # sha1 -> [representative path, labels]
         for (label, path), check in zip(entries, checks):
-            name = os.path.relpath(path, data_dir)
+            problem = FileProblem.from_check(os.path.relpath(path, data_dir), split, check)
             if not check["ok"]:
-                problems.append({"name": name, "split": split, "action": "skipped",
-                                 "reason": check["reason"], "detail": check["detail"]})
+                problems.append(problem)
                 continue
             if check["sha1"] not in images:
                 images[check["sha1"]] = [path, np.zeros(len(class_names), "float32")]
-                if check["reason"]:
-                    problems.append({"name": name, "split": split, "action": "converted",
-                                     "reason": check["reason"], "detail": None})
+                if problem is not None:
+                    problems.append(problem)
             images[check["sha1"]][1][column[label]] = 1.0
         ordered = sorted(images.items(), key=lambda item: item[1][0])
         hashes[split] = {sha1 for sha1, _ in ordered}
-        duplicates = len(entries) - len(ordered) - sum(p["action"] == "skipped" and p["split"] == split for p in problems)
+        duplicates = len(entries) - len(ordered) - sum(p.action == "skipped" and p.split == split for p in problems)
         if duplicates:
             notes.append(f"{split}: {duplicates} files are copies of another file (same content): "
                          "one image, labelled with every folder holding it")

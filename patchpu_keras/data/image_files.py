@@ -1,32 +1,18 @@
-"""Image files: the decoder of the pipeline, and the check that runs it once per file.
+"""Image bytes to pixels: the decoder every reader shares, and its error message.
 
-Decoding errors inside a `tf.data` map stop training, so every file a source
-lists is decoded once, before any dataset is built, by the same function the
-pipeline uses (`decode_image`). Files it cannot decode are skipped with a
-warning naming them; files it decodes after a conversion (CMYK, grayscale,
-alpha, 16-bit) are kept and reported. Results are cached per file (path, size,
-modification time), so a second run does not decode anything again.
-
-`read_image`, `list_image_files` and `resize_image` serve `cli.py predict` and
-`explain`: the same decoder and the same resize as the exported SavedModel's
-`serving_default` signature (`patchpu_keras.export`), so a file predicted
-locally and its bytes sent to the served model agree.
+The training pipeline (`pipeline`), the dataset checker (`image_check`), the
+inference reader (`image_reader`) and the exported serving signature
+(`patchpu_keras.export`) all decode with `decode_image` and resize with
+`resize_image`, so a file that passes the check decodes in training, and a file
+predicted locally and its bytes sent to the served model agree.
 """
 
-import concurrent.futures
-import hashlib
-import io
-import json
-import os
 import re
-import warnings
 
-import numpy as np
 import tensorflow as tf
 
-# Warnings naming files: at most this many per reason, then one line with the rest.
-MAX_NAMED_WARNINGS = 10
-CACHE_VERSION = 1
+# What tf.io.decode_image raises on bytes it cannot decode.
+DECODE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.UnknownError)
 
 
 def decode_image(encoded):
@@ -60,201 +46,14 @@ def read_bytes(file, byte_range=None):
         return handle.read(length)
 
 
-def conversion(data):
-    """What decoding to 8-bit RGB changes in this image, or None.
+def decode_error_message(error):
+    """The decoder's own words from one of `DECODE_ERRORS`.
 
-    Returns one of "CMYK converted to RGB", "grayscale converted to RGB",
-    "alpha channel dropped", "16-bit converted to 8-bit", "palette converted to
-    RGB", or None for 8-bit RGB (and formats other than JPEG and PNG).
+    TensorFlow prefixes "{{function_node ...}}" and suffixes " [Op:DecodeImage]";
+    both are dropped.
     """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        bit_depth, color_type = data[24], data[25]
-        if bit_depth == 16:
-            return "16-bit converted to 8-bit"
-        if color_type in (4, 6):
-            return "alpha channel dropped"
-        if color_type == 0:
-            return "grayscale converted to RGB"
-        if color_type == 3:
-            return "palette converted to RGB"
-        return None
-    if data[:2] == b"\xff\xd8":
-        from PIL import Image
-
-        try:
-            mode = Image.open(io.BytesIO(data)).mode
-        except Exception:  # the decode check reports unreadable files
-            return None
-        if mode == "CMYK":
-            return "CMYK converted to RGB"
-        if mode in ("L", "1", "I", "F"):
-            return "grayscale converted to RGB"
-    return None
-
-
-def check_image_bytes(data):
-    """Decodes `data` as the pipeline will.
-
-    Returns:
-        `(ok, reason, detail)`: `ok` is False when the pipeline cannot decode
-        the bytes, with `reason` a short category ("empty file", "not an image",
-        "corrupt or truncated image") and `detail` the decoder's message; when
-        `ok`, `reason` is the `conversion` applied, or None.
-    """
-    if not data:
-        return False, "empty file", "0 bytes"
-    try:
-        image = decode_image(tf.constant(data))
-    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
-        message = re.sub(r"\{\{.*?\}\}", "", error.message.splitlines()[-1]).split("[Op:")[0].strip()
-        if "Unknown image file format" in message:
-            return False, "not an image", message
-        return False, "corrupt or truncated image", message
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        return False, "corrupt or truncated image", f"decoded to shape {tuple(image.shape)}"
-    return True, conversion(data), None
-
-
-def default_cache_dir():
-    """`$PATCHPU_CACHE_DIR`, else `~/.cache/patchpu_keras`."""
-    return os.environ.get("PATCHPU_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "patchpu_keras"
-    )
-
-
-def check_image_files(files, byte_ranges=None, cache_name=None, cache_dir=None, workers=None):
-    """Checks many image files in parallel, with a cache.
-
-    Args:
-        files: list of paths.
-        byte_ranges: optional list of `(offset, length)` or None per file.
-        cache_name: str naming the cache file (e.g. the dataset root); None
-            disables the cache.
-        cache_dir: directory of the cache; defaults to `default_cache_dir()`.
-        workers: threads; defaults to the CPU count.
-
-    Returns:
-        One dict per file: `ok`, `reason`, `detail` (see `check_image_bytes`)
-        and `sha1`, the hash of its content (None when unreadable). A file that
-        does not exist gives `ok=False, reason="missing file"`.
-    """
-    byte_ranges = byte_ranges if byte_ranges is not None else [None] * len(files)
-    cache, cache_path = {}, None
-    if cache_name is not None:
-        directory = cache_dir or default_cache_dir()
-        digest = hashlib.sha1(os.path.abspath(cache_name).encode()).hexdigest()[:16]
-        cache_path = os.path.join(directory, f"image_checks-{digest}.json")
-        try:
-            with open(cache_path) as handle:
-                stored = json.load(handle)
-            if stored.get("version") == CACHE_VERSION:
-                cache = stored["entries"]
-        except (OSError, ValueError, KeyError):
-            cache = {}
-
-    def key_and_stamp(file, byte_range):
-        key = file if byte_range is None else f"{file}@{int(byte_range[0])}+{int(byte_range[1])}"
-        try:
-            stat = os.stat(file)
-        except OSError:
-            return key, None
-        return key, [stat.st_size, stat.st_mtime_ns]
-
-    def check(item):
-        file, byte_range = item
-        key, stamp = key_and_stamp(file, byte_range)
-        if stamp is None:
-            return key, None, {"ok": False, "reason": "missing file", "detail": "no such file", "sha1": None}
-        cached = cache.get(key)
-        if cached is not None and cached["stamp"] == stamp:
-            return key, stamp, cached["result"]
-        try:
-            data = read_bytes(file, byte_range)
-        except OSError as error:
-            return key, stamp, {"ok": False, "reason": "unreadable file", "detail": str(error), "sha1": None}
-        ok, reason, detail = check_image_bytes(data)
-        result = {"ok": ok, "reason": reason, "detail": detail, "sha1": hashlib.sha1(data).hexdigest()}
-        return key, stamp, result
-
-    workers = workers or min(8, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(check, zip(files, byte_ranges)))
-    if cache_path is not None:
-        for key, stamp, result in outcomes:
-            if stamp is not None:
-                cache[key] = {"stamp": stamp, "result": result}
-        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-        temporary = f"{cache_path}.{os.getpid()}.tmp"
-        with open(temporary, "w") as handle:
-            json.dump({"version": CACHE_VERSION, "entries": cache}, handle)
-        os.replace(temporary, cache_path)
-    return [result for _, _, result in outcomes]
-
-
-def warn_problems(problems, source):
-    """One warning per problem naming its file, at most `MAX_NAMED_WARNINGS` per reason.
-
-    Args:
-        problems: list of dicts with `name`, `action` ("skipped", "converted",
-            "left out"), `reason` and optional `detail`.
-        source: str prefixed to every message (e.g. "VOC 2012").
-    """
-    by_reason = {}
-    for problem in problems:
-        by_reason.setdefault((problem["action"], problem["reason"]), []).append(problem)
-    for (action, reason), group in by_reason.items():
-        for problem in group[:MAX_NAMED_WARNINGS]:
-            detail = f" ({problem['detail']})" if problem.get("detail") else ""
-            warnings.warn(f"{source}: {action} {problem['name']}: {reason}{detail}", stacklevel=3)
-        if len(group) > MAX_NAMED_WARNINGS:
-            warnings.warn(
-                f"{source}: {action} {len(group) - MAX_NAMED_WARNINGS} more files for the same "
-                f"reason ({reason}); `python cli.py data summary` lists them all",
-                stacklevel=3,
-            )
-
-
-# Formats tf.io.decode_image reads (TensorFlow 2.21 also reads JPEG XL).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
-
-
-class UnreadableImageError(ValueError):
-    """An image file that cannot be opened or decoded; the message names the path."""
-
-
-def list_image_files(paths):
-    """Expands files and folders into a list of image files.
-
-    Files are kept as given, whatever their extension (a file that turns out
-    not to be an image is reported when it is read). Folders are walked
-    recursively and contribute their files with an extension of
-    `IMAGE_EXTENSIONS` (case-insensitive), sorted, so other files in a dataset
-    folder (notes, label files) are not mistaken for unreadable images.
-
-    Args:
-        paths: iterable of str or path-like.
-
-    Returns:
-        A list of str paths, in the order given, folders expanded in place.
-        Paths that exist as neither file nor folder are kept, so the reader
-        reports them.
-    """
-    files = []
-    for path in paths:
-        path = os.fspath(path)
-        if not os.path.isdir(path):
-            files.append(path)
-            continue
-        found = []
-        for root, folders, names in os.walk(path):
-            folders.sort()
-            found.extend(
-                os.path.join(root, name)
-                for name in names
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-            )
-        files.extend(sorted(found))
-    return files
+    lines = [line for line in re.sub(r"\{\{.*?\}\}", "", error.message).splitlines() if line.strip()]
+    return (lines[-1] if lines else "").split("[Op:")[0].strip()
 
 
 def resize_image(image, image_size):
@@ -263,42 +62,3 @@ def resize_image(image, image_size):
     The op the serving signature and `PatchPUClassifier` (on TensorFlow) use.
     """
     return tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
-
-
-def read_image(path):
-    """Reads and decodes one image file.
-
-    Args:
-        path: str or path-like.
-
-    Returns:
-        A `(height, width, 3)` uint8 numpy array.
-
-    Raises:
-        UnreadableImageError: the file cannot be read, is not an image, or is
-            corrupt (truncated JPEG, bad PNG checksum, ...).
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise UnreadableImageError(
-            f"Cannot read {path}: {error.strerror or error}. Received: path={path!r}"
-        ) from None
-    if not data:
-        raise UnreadableImageError(f"Cannot decode {path}: the file is empty. Received: path={path!r}")
-    try:
-        image = decode_image(data)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        # TF prefixes "{{function_node ...}}" and suffixes " [Op:DecodeImage]".
-        reason = re.sub(r"^\{\{.*?\}\}\s*", "", error.message.split("\n")[0]).split(" [Op:")[0]
-        raise UnreadableImageError(
-            f"Cannot decode {path} as an image ({reason}). Received: path={path!r}"
-        ) from None
-    image = image.numpy()
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise UnreadableImageError(
-            f"Cannot decode {path}: the image is empty. Received: shape={image.shape}"
-        )
-    return np.asarray(image)

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex, hold_out
+from patchpu_keras.data.file_problem import FileProblem
 from patchpu_keras.data.image_split import ImageSplit
 
 EXTENSIONS = (".csv", ".jsonl")
@@ -107,8 +108,8 @@ def read_manifest(data_dir, holdout_fraction=0.1, holdout_seed=0):
         split = str(row["split"]).strip().lower()
 
         def skip(reason, detail):
-            problems.append({"name": name, "split": split, "action": "skipped", "reason": reason,
-                             "detail": f"{os.path.basename(path)}, line {line}: {detail}"})
+            problems.append(FileProblem(name, split, "skipped", reason,
+                                        f"{os.path.basename(path)}, line {line}: {detail}"))
 
         if split not in ("train", "test"):
             skip("unknown split", f"split must be 'train' or 'test', not {row['split']!r}")
@@ -121,11 +122,10 @@ def read_manifest(data_dir, holdout_fraction=0.1, holdout_seed=0):
         detail = f"{os.path.basename(path)}, line {entry['line']}"
         conflict = sorted(entry["labels"] & entry["negatives"])
         if conflict:
-            problems.append({"name": name, "split": split, "action": "skipped",
-                             "reason": "label both positive and negative", "detail": f"{detail}: {conflict}"})
+            problems.append(FileProblem(name, split, "skipped", "label both positive and negative",
+                                        f"{detail}: {conflict}"))
         elif not entry["labels"] and not entry["negatives"]:
-            problems.append({"name": name, "split": split, "action": "skipped", "reason": "no labels",
-                             "detail": f"{detail}: empty labels"})
+            problems.append(FileProblem(name, split, "skipped", "no labels", f"{detail}: empty labels"))
         else:
             kept[(split, name)] = entry
     class_names = sorted(set().union(*([e["labels"] | e["negatives"] for e in kept.values()] or [set()])))

@@ -11,21 +11,86 @@ Sources and what they need in `data_dir`:
 | `manifest` | one `*.csv` or `*.jsonl` (or is it) |
 """
 
+import collections
 import os
 
 import numpy as np
 
 from patchpu_keras.data import coco, folders, manifest, tfds_source, voc
-from patchpu_keras.data.image_files import check_image_files, warn_problems
+from patchpu_keras.data.file_problem import FileProblem
+from patchpu_keras.data.image_check import check_image_files, warn_problems
 
-SOURCES = ("auto", "voc", "coco", "tfds", "folders", "manifest")
+
+class ReadOptions(collections.namedtuple(
+        "ReadOptions", ["dataset", "holdout_fraction", "holdout_seed", "cache_dir"])):
+    """What a source's reader may need beyond `data_dir` (see `load_index`'s arguments)."""
+
+    __slots__ = ()
+
+
+class Source(collections.namedtuple("Source", ["name", "title", "detect", "read", "checks_own_images"])):
+    """One kind of dataset on disk.
+
+    Fields:
+        name: str, the `--source` value.
+        title: str, the name warnings and errors use.
+        detect: callable, `data_dir` -> bool: does it hold this source?
+            Called on files and folders, in the table's order.
+        read: callable, `(data_dir, ReadOptions)` -> `DatasetIndex`.
+        checks_own_images: bool, whether `read` decode-checks the images
+            itself (folders, TFDS); otherwise `load_index` checks them.
+    """
+
+    __slots__ = ()
+
+
+def _read_tfds(data_dir, options):
+    prepared = tfds_source.find_tfds(data_dir) if os.path.isdir(data_dir) else []
+    name = tfds_source.NAMES.get(options.dataset) or (prepared[0] if len(prepared) == 1 else None)
+    if name is None:
+        raise ValueError(
+            "Which TFDS dataset? Use a recipe of voc2012 or coco2014, or keep one dataset in "
+            f"--data-dir. Received: dataset={options.dataset!r}, prepared={prepared}"
+        )
+    return tfds_source.read_tfds(data_dir, name, cache_dir=options.cache_dir)
+
+
+def _in_folder(find):
+    return lambda data_dir: os.path.isdir(data_dir) and bool(find(data_dir))
+
+
+# Detection tries the sources in this order.
+SOURCES = {
+    source.name: source
+    for source in (
+        Source(
+            "voc", "VOC 2012",
+            lambda d: d.endswith(".tar") if os.path.isfile(d) else _in_folder(voc.find_voc)(d),
+            lambda d, options: voc.read_voc(d), checks_own_images=False,
+        ),
+        Source("coco", "COCO 2014", _in_folder(coco.find_coco), lambda d, options: coco.read_coco(d),
+               checks_own_images=False),
+        Source("tfds", "TFDS", _in_folder(tfds_source.find_tfds), _read_tfds, checks_own_images=True),
+        Source(
+            "folders", "folders", _in_folder(folders.find_folders),
+            lambda d, options: folders.read_folders(
+                d, options.holdout_fraction, options.holdout_seed, cache_dir=options.cache_dir),
+            checks_own_images=True,
+        ),
+        Source(
+            "manifest", "manifest",
+            lambda d: d.endswith(manifest.EXTENSIONS) if os.path.isfile(d) else _in_folder(manifest.find_manifest)(d),
+            lambda d, options: manifest.read_manifest(d, options.holdout_fraction, options.holdout_seed),
+            checks_own_images=False,
+        ),
+    )
+}
+# The values `--source` accepts.
+SOURCE_CHOICES = ("auto", *SOURCES)
 # Recipe `dataset` -> what to say when --data-dir is missing or wrong.
 DATASET_HINTS = {
     "voc2012": voc.not_found_message,
     "coco2014": coco.not_found_message,
-}
-SOURCE_NAMES = {
-    "voc": "VOC 2012", "coco": "COCO 2014", "tfds": "TFDS", "folders": "folders", "manifest": "manifest",
 }
 
 
@@ -54,26 +119,10 @@ def not_found_message(data_dir, dataset=None):
 
 
 def detect_source(data_dir):
-    """The kind of source `data_dir` holds ("voc", "coco", "tfds", "folders", "manifest") or None."""
-    if os.path.isfile(data_dir):
-        if data_dir.endswith(".tar"):
-            return "voc"
-        if data_dir.endswith(manifest.EXTENSIONS):
-            return "manifest"
+    """The name of the first source of `SOURCES` that `data_dir` holds, or None."""
+    if not os.path.exists(data_dir):
         return None
-    if not os.path.isdir(data_dir):
-        return None
-    if voc.find_voc(data_dir):
-        return "voc"
-    if coco.find_coco(data_dir):
-        return "coco"
-    if tfds_source.find_tfds(data_dir):
-        return "tfds"
-    if folders.find_folders(data_dir):
-        return "folders"
-    if manifest.find_manifest(data_dir):
-        return "manifest"
-    return None
+    return next((source.name for source in SOURCES.values() if source.detect(data_dir)), None)
 
 
 def _verify(index, cache_dir):
@@ -85,12 +134,9 @@ def _verify(index, cache_dir):
         checks = check_image_files(split.files, ranges, cache_name=index.root, cache_dir=cache_dir)
         keep = np.array([check["ok"] for check in checks], dtype=bool)
         for name, check in zip(split.names, checks):
-            if not check["ok"]:
-                index.problems.append({"name": name, "split": split_name, "action": "skipped",
-                                       "reason": check["reason"], "detail": check["detail"]})
-            elif check["reason"]:
-                index.problems.append({"name": name, "split": split_name, "action": "converted",
-                                       "reason": check["reason"], "detail": None})
+            problem = FileProblem.from_check(name, split_name, check)
+            if problem is not None:
+                index.problems.append(problem)
         index.splits[split_name] = split.subset(keep)
     return index
 
@@ -100,8 +146,7 @@ def _drop_unlabelled_training_images(index):
     known = train.known_labels
     empty = ~np.any(known != 0, axis=1)
     for row in np.flatnonzero(empty):
-        index.problems.append({"name": train.names[row], "split": "train", "action": "skipped",
-                               "reason": "no labels", "detail": None})
+        index.problems.append(FileProblem(train.names[row], "train", "skipped", "no labels"))
     index.splits["train"] = train.subset(~empty)
 
 
@@ -130,8 +175,7 @@ def load_index(
 
     Args:
         data_dir: str, see the module docstring for each source's layout.
-        source: "auto" (detect from `data_dir`) or one of "voc", "coco",
-            "tfds", "folders", "manifest".
+        source: "auto" (detect from `data_dir`) or a name of `SOURCES`.
         dataset: the recipe's dataset ("voc2012", "coco2014", "custom"): the
             TFDS dataset to read with `source="tfds"`, and the download hint of
             the error when `data_dir` holds nothing.
@@ -155,8 +199,8 @@ def load_index(
     >>> index.source, len(index.splits["train"]), len(index.splits["test"])
     ('voc', 5717, 5823)
     """
-    if source not in SOURCES:
-        raise ValueError(f"Unknown source. Expected one of {SOURCES}. Received: source={source!r}")
+    if source not in SOURCE_CHOICES:
+        raise ValueError(f"Unknown source. Expected one of {SOURCE_CHOICES}. Received: source={source!r}")
     if data_dir is None:
         raise FileNotFoundError(not_found_message(None, dataset))
     data_dir = os.path.expanduser(str(data_dir))
@@ -167,24 +211,8 @@ def load_index(
     kind = detect_source(data_dir) if source == "auto" else source
     if kind is None:
         raise FileNotFoundError(not_found_message(data_dir, dataset))
-    if kind == "voc":
-        index = voc.read_voc(data_dir)
-    elif kind == "coco":
-        index = coco.read_coco(data_dir)
-    elif kind == "tfds":
-        prepared = tfds_source.find_tfds(data_dir) if os.path.isdir(data_dir) else []
-        name = tfds_source.NAMES.get(dataset) or (prepared[0] if len(prepared) == 1 else None)
-        if name is None:
-            raise ValueError(
-                "Which TFDS dataset? Use a recipe of voc2012 or coco2014, or keep one dataset in "
-                f"--data-dir. Received: dataset={dataset!r}, prepared={prepared}"
-            )
-        index = tfds_source.read_tfds(data_dir, name, cache_dir=cache_dir)
-    elif kind == "folders":
-        index = folders.read_folders(data_dir, holdout_fraction, holdout_seed, cache_dir=cache_dir)
-    else:
-        index = manifest.read_manifest(data_dir, holdout_fraction, holdout_seed)
-    if kind in ("voc", "coco", "manifest"):
+    index = SOURCES[kind].read(data_dir, ReadOptions(dataset, holdout_fraction, holdout_seed, cache_dir))
+    if not SOURCES[kind].checks_own_images:
         _verify(index, cache_dir)
     _drop_unlabelled_training_images(index)
     for split in ("train", "test"):
@@ -194,5 +222,5 @@ def load_index(
                 f"`python cli.py data summary` lists why). Received: source={kind!r}"
             )
     if warn:
-        warn_problems(index.problems, f"{SOURCE_NAMES[kind]} ({data_dir})")
+        warn_problems(index.problems, f"{SOURCES[kind].title} ({data_dir})")
     return index

@@ -59,9 +59,9 @@ def summarize(index, regimes=None, label_seed=1200, partial_fraction=0.1):
             regime_stats[regime]["fraction"] = partial_fraction
     problem_files = {}
     for problem in index.problems:
-        key = f"{problem['action']}: {problem['reason']}"
+        key = f"{problem.action}: {problem.reason}"
         problem_files.setdefault(key, []).append(
-            {"name": problem["name"], "split": problem["split"], "detail": problem.get("detail")}
+            {"name": problem.name, "split": problem.split, "detail": problem.detail}
         )
     return {
         "source": index.source,

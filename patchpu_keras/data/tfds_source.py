@@ -20,7 +20,8 @@ import os
 import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex
-from patchpu_keras.data.image_files import check_image_bytes, default_cache_dir
+from patchpu_keras.data.image_check import check_image_bytes, default_cache_dir
+from patchpu_keras.data.file_problem import FileProblem
 from patchpu_keras.data.image_split import ImageSplit
 
 # Recipe dataset -> TFDS name.
@@ -140,8 +141,7 @@ def read_tfds(data_dir, name, cache_dir=None, workers=None):
             display = record["filename"]
 
             def report(action, reason, detail=None):
-                problems.append({"name": display, "split": split, "action": action, "reason": reason,
-                                 "detail": detail})
+                problems.append(FileProblem(display, split, action, reason, detail))
 
             if not record["ok"]:
                 report("skipped", record["reason"], record["detail"])

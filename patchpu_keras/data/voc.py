@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex
+from patchpu_keras.data.file_problem import FileProblem
 from patchpu_keras.data.image_split import ImageSplit
 
 CLASS_NAMES = (
@@ -146,9 +147,7 @@ def read_voc(data_dir):
             annotation = os.path.join("Annotations", f"{image_id}.xml")
 
             def skip(reason, detail=None):
-                problems.append(
-                    {"name": display, "split": split, "action": "skipped", "reason": reason, "detail": detail}
-                )
+                problems.append(FileProblem(display, split, "skipped", reason, detail))
 
             try:
                 objects = parse_annotation(store.read_text(annotation))

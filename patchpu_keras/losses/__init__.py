@@ -3,10 +3,8 @@
 Each loss is a pure function returning the batch's scalar loss (mean over batch
 and labels, logs clipped at 1e-7) plus a `keras.losses.Loss` class. Losses with
 per-image or per-epoch state (`StatefulLoss`) keep it in the model's
-`LossState`.
+`LossState`. `LOSSES` (in `registry`) is the table of names recipes use.
 """
-
-import keras
 
 from patchpu_keras.losses.assume_negative import AssumeNegative, assume_negative
 from patchpu_keras.losses.assume_negative_ls import AssumeNegativeLS, assume_negative_ls
@@ -23,6 +21,7 @@ from patchpu_keras.losses.full_bce import FullBCE, full_bce
 from patchpu_keras.losses.large_loss import LargeLoss, large_loss, large_loss_selection
 from patchpu_keras.losses.loss_state import LossState
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
+from patchpu_keras.losses.registry import LOSSES, build_loss
 from patchpu_keras.losses.role import ROLE, role
 from patchpu_keras.losses.stateful_loss import StatefulLoss
 from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative, weak_assume_negative
@@ -31,33 +30,6 @@ from patchpu_keras.losses.weak_negative import (
     weak_negative,
     weak_negative_targets,
 )
-
-# The names recipes and `--set loss=...` use, and the class each one builds.
-LOSSES = {
-    "full_bce": FullBCE,
-    "assume_negative": AssumeNegative,
-    "assume_negative_ls": AssumeNegativeLS,
-    "weak_assume_negative": WeakAssumeNegative,
-    "weak_negative": WeakNegative,
-    "expected_positive_regularization": ExpectedPositiveRegularization,
-    "role": ROLE,
-    "large_loss": LargeLoss,
-    "expected_negative_consistency": ExpectedNegativeConsistency,
-    "entropy_maximization": EntropyMaximization,
-}
-
-
-def get(identifier, **kwargs):
-    """Returns a loss instance from a name of `LOSSES` (with kwargs) or a loss instance."""
-    if isinstance(identifier, keras.losses.Loss):
-        return identifier
-    if identifier not in LOSSES:
-        raise ValueError(
-            f"Unknown loss. Expected one of {sorted(LOSSES)} or a keras.losses.Loss. "
-            f"Received: loss={identifier!r}"
-        )
-    return LOSSES[identifier](**kwargs)
-
 
 __all__ = [
     "AssumeNegative",
@@ -80,7 +52,7 @@ __all__ = [
     "expected_negative_consistency",
     "expected_positive_regularization",
     "full_bce",
-    "get",
+    "build_loss",
     "large_loss",
     "large_loss_selection",
     "role",

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from patchpu_keras.data.image_files import UnreadableImageError, list_image_files, read_image, resize_image
+from patchpu_keras.data.image_files import resize_image
+from patchpu_keras.data.image_reader import UnreadableImageError, list_image_files, read_image
 
 
 def test_folders_are_walked_for_images_and_files_kept_as_given(tmp_path):

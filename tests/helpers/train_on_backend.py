@@ -26,12 +26,10 @@ import numpy as np  # noqa: E402
 
 import recipes  # noqa: E402
 from patchpu_keras import losses  # noqa: E402
-from patchpu_keras.training import build_model, load_data  # noqa: E402
+from patchpu_keras.data import load_data  # noqa: E402
+from patchpu_keras.training import build_model  # noqa: E402
 
-TINY_DEMO_OVERRIDES = [
-    "num_train=32", "num_test=16", "image_size=56", "num_resolutions=2",
-    "embedding_dim=16", "mlp_units=16", "batch_size=16",
-]
+from tests.configs import TINY_DEMO_OVERRIDES  # noqa: E402
 
 
 def calibrate_batch_norms(model, images):
@@ -46,9 +44,9 @@ def calibrate_batch_norms(model, images):
 
 
 def held_out_arrays(config):
-    """Images and full labels of `load_data(config)["test"]`: what `evaluate` sees."""
+    """Images and full labels of `load_data(config).test`: what `evaluate` sees."""
     images, full_labels = [], []
-    for batch, targets in load_data(config)["test"]:
+    for batch, targets in load_data(config, splits=("test",)).test:
         images.append(batch.numpy())
         full_labels.append(targets["full_labels"].numpy())
     return np.concatenate(images), np.concatenate(full_labels)
@@ -58,11 +56,11 @@ def main(out_dir):
     keras.utils.set_random_seed(0)
     config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
     data = load_data(config)
-    train_images = np.concatenate([images.numpy() for images, _ in data["train"]]).astype("float32")
-    model = build_model(config, len(data["class_names"]), label_names=data["class_names"])
+    train_images = np.concatenate([images.numpy() for images, _ in data.train]).astype("float32")
+    model = build_model(config, len(data.class_names), label_names=data.class_names)
     calibrate_batch_norms(model, train_images)
     model.compile(optimizer=keras.optimizers.Lamb(1e-3, weight_decay=1e-4), loss=losses.WeakNegative())
-    model.fit(data["train"], epochs=1, verbose=0)  # single positives drawn by the recipe
+    model.fit(data.train, epochs=1, verbose=0)  # single positives drawn by the recipe
     os.makedirs(out_dir, exist_ok=True)
     model.save(os.path.join(out_dir, "model.keras"))
     test_images, _ = held_out_arrays(config)

@@ -98,12 +98,16 @@ def test_losses_stay_finite_at_saturated_probabilities():
             assert np.isfinite(value) and value <= -np.log(EPS) + 1e-3
 
 
-def test_loss_classes_serialize_and_get():
+def test_loss_classes_serialize_and_build_from_the_table():
     loss = losses.WeakNegative(theta=0.2)
     clone = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(clone, losses.WeakNegative) and clone.theta == 0.2
-    assert isinstance(losses.get("assume_negative"), losses.AssumeNegative)
+    assert isinstance(losses.build_loss({"loss": "assume_negative"}), losses.AssumeNegative)
+    assert losses.build_loss({"loss": "weak_negative", "theta": 0.3}).theta == 0.3
+    assert losses.build_loss({"loss": "weak_negative"}).theta == 0.0  # the table's default
     with pytest.raises(ValueError, match="Received: loss='nope'"):
-        losses.get("nope")
+        losses.build_loss({"loss": "nope"})
+    with pytest.raises(ValueError, match=r"--set expected_positives=VALUE.*Received: expected_positives=None"):
+        losses.build_loss({"loss": "role", "seed": 0})
     with pytest.raises(ValueError, match="label_embeddings"):
         losses.WeakNegative()(np.ones((1, 2), "float32"), np.ones((1, 2), "float32") / 2)

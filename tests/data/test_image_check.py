@@ -7,8 +7,10 @@ import tensorflow as tf
 from PIL import Image
 
 from data.trees import encode, photo
-from patchpu_keras.data import image_files
-from patchpu_keras.data.image_files import check_image_bytes, check_image_files, decode_image, warn_problems
+from patchpu_keras.data import image_check
+from patchpu_keras.data.file_problem import FileProblem
+from patchpu_keras.data.image_check import check_image_bytes, check_image_files, warn_problems
+from patchpu_keras.data.image_files import decode_image
 
 
 def _decode_both_ways(data):
@@ -82,7 +84,7 @@ def test_file_checks_cache_results_until_the_file_changes(tmp_path, monkeypatch)
     def no_decoding(data):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(image_files, "check_image_bytes", no_decoding)
+    monkeypatch.setattr(image_check, "check_image_bytes", no_decoding)
     assert check_image_files(files, cache_name=str(tmp_path)) == first
     # A changed file is checked again.
     bad.write_bytes(encode(photo(4)))
@@ -95,14 +97,14 @@ def test_file_checks_cache_results_until_the_file_changes(tmp_path, monkeypatch)
 
 
 def test_warnings_name_files_and_are_capped_per_reason():
-    problems = [{"name": f"img{i}.jpg", "action": "skipped", "reason": "empty file", "detail": "0 bytes"}
-                for i in range(image_files.MAX_NAMED_WARNINGS + 5)]
-    problems.append({"name": "cmyk.jpg", "action": "converted", "reason": "CMYK converted to RGB"})
+    problems = [FileProblem(f"img{i}.jpg", "train", "skipped", "empty file", "0 bytes")
+                for i in range(image_check.MAX_NAMED_WARNINGS + 5)]
+    problems.append(FileProblem("cmyk.jpg", "train", "converted", "CMYK converted to RGB"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warn_problems(problems, "test")
     messages = [str(w.message) for w in caught]
     assert "test: skipped img0.jpg: empty file (0 bytes)" in messages
     assert "test: converted cmyk.jpg: CMYK converted to RGB" in messages
-    assert len(messages) == image_files.MAX_NAMED_WARNINGS + 2
+    assert len(messages) == image_check.MAX_NAMED_WARNINGS + 2
     assert any("5 more files for the same reason (empty file)" in m for m in messages)

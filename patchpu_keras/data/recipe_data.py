@@ -1,0 +1,159 @@
+"""A recipe's data: the one loader `train`, `evaluate` and the benchmarks share.
+
+`load_data(config)` reads the images a recipe names (the built-in
+Fashion-MNIST mosaics, or VOC, COCO, TFDS, folders or a manifest under
+`config["data_dir"]`), draws the training annotation the recipe's `regime`
+asks for, and returns `tf.data` pipelines in a `RecipeData`. Evaluation asks
+for the held-out split only, so it never builds the training pipeline (label
+draws, flips, redraws).
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+from patchpu_keras.data.mosaics import recipe_mosaics
+from patchpu_keras.data.pipeline import array_dataset, image_dataset
+from patchpu_keras.data.regimes import observe
+from patchpu_keras.data.sources import load_recipe_index
+
+TRAIN = "train"
+TEST = "test"
+SPLITS = (TRAIN, TEST)
+# What a held-out split's mAP is measured against, as reports say it.
+EVALUATED_ON = {
+    "full": "full_labels",
+    "observed": "observed_labels (no test split in the data: a seeded part of the training images "
+                "was held out; labels not observed count as negatives, so the mAP is an estimate)",
+}
+
+
+@dataclasses.dataclass
+class RecipeData:
+    """The pipelines and facts of a recipe's data.
+
+    Attributes:
+        train: batched `tf.data.Dataset` of `(images, targets)` with the
+            observed labels (and `index`), shuffled and flipped as the recipe
+            says; None when not asked for.
+        test: batched `tf.data.Dataset` of the held-out split, targets with
+            `full_labels`, in a fixed order; None when not asked for.
+        class_names: list of label names.
+        num_train, num_test: int, images per split.
+        observed_labels: `(num_train, L)` training annotation (with
+            `redraw_each_epoch`, the draw of `single_positive` with
+            `label_seed`, the first epoch's not being known in advance); None
+            without the training split.
+        train_names: names of the training images (None for the mosaics).
+        test_labels: "full", or "observed" when the held-out split was cut
+            from observed-only data (its mAP is then an estimate).
+        index: the `DatasetIndex` of data on disk, None for the mosaics.
+        source: the source name ("voc", "coco", ...) or the recipe's dataset.
+    """
+
+    train: Any
+    test: Any
+    class_names: list
+    num_train: int
+    num_test: int
+    observed_labels: Optional[Any]
+    train_names: Optional[list]
+    test_labels: str
+    index: Optional[Any]
+    source: str
+
+    @property
+    def evaluated_on(self):
+        """What the held-out split's labels are, in the words of the reports."""
+        return EVALUATED_ON[self.test_labels]
+
+
+def _check_splits(splits):
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown or not splits:
+        raise ValueError(f"`splits` holds names of {list(SPLITS)}. Received: splits={splits!r}")
+
+
+def load_data(config, splits=SPLITS):
+    """The recipe's data as `tf.data` pipelines, with the training annotation drawn.
+
+    Args:
+        config: a recipe dict. Images come from `config["data_dir"]` when set
+            (VOC, COCO, TFDS, folders or a manifest, detected or named by
+            `config["source"]`), else from the built-in mosaics
+            (`dataset="fashion_mnist_mosaics"`). The observed training labels
+            follow `config["regime"]` (see `patchpu_keras.data.observe`),
+            drawn with `config["label_seed"]`; with `redraw_each_epoch`,
+            single positives are drawn anew every epoch.
+        splits: the pipelines to build, `("train", "test")` or `("test",)`.
+
+    Returns:
+        A `RecipeData`.
+    """
+    _check_splits(splits)
+    regime = config["regime"]
+    redraw = bool(config.get("redraw_each_epoch", False))
+    if redraw and regime != "single_positive":
+        raise ValueError(
+            "`redraw_each_epoch` redraws single positives: it needs regime=single_positive. "
+            f"Received: regime={regime!r}"
+        )
+    if config.get("data_dir") is None and config["dataset"] == "fashion_mnist_mosaics":
+        return _mosaic_data(config, splits, redraw)
+    return _disk_data(config, splits, redraw)
+
+
+def _observe(config, full_labels, observed_labels=None):
+    return observe(
+        full_labels, config["regime"], seed=config["label_seed"],
+        partial_fraction=config.get("partial_fraction"), observed_labels=observed_labels,
+    )
+
+
+def _mosaic_data(config, splits, redraw):
+    mosaics = recipe_mosaics(config)
+    train_full = mosaics[TRAIN]["full_labels"]
+    test_full = mosaics[TEST]["full_labels"]
+    observed = train = test = None
+    if TRAIN in splits:
+        observed = _observe(config, train_full)
+        train = array_dataset(
+            mosaics[TRAIN]["images"], observed_labels=observed, batch_size=config["batch_size"],
+            shuffle=True, flip=config.get("flip", True), seed=config["seed"],
+            redraw_positives_from=train_full if redraw else None, label_seed=config["label_seed"],
+        )
+    if TEST in splits:
+        test = array_dataset(mosaics[TEST]["images"], full_labels=test_full, batch_size=config["batch_size"])
+    return RecipeData(
+        train=train, test=test, class_names=list(mosaics["class_names"]),
+        num_train=len(train_full), num_test=len(test_full), observed_labels=observed,
+        train_names=None, test_labels="full", index=None, source=config["dataset"],
+    )
+
+
+def _disk_data(config, splits, redraw):
+    index = load_recipe_index(config)
+    train_split, test_split = index.splits[TRAIN], index.splits[TEST]
+    image_size, batch_size = config["image_size"], config["batch_size"]
+    cache = config.get("cache", False)
+    observed = train = test = None
+    if TRAIN in splits:
+        observed = _observe(config, train_split.full_labels, train_split.observed_labels)
+        pool = None
+        if redraw:
+            pool = train_split.full_labels if train_split.full_labels is not None else (
+                (train_split.observed_labels > 0).astype("float32"))
+        train = image_dataset(
+            train_split, observed_labels=observed, image_size=image_size, batch_size=batch_size,
+            shuffle=True, flip=config.get("flip", True), seed=config["seed"], cache=cache,
+            redraw_positives_from=pool, label_seed=config["label_seed"],
+        )
+    if TEST in splits:
+        test = image_dataset(
+            test_split, full_labels=test_split.full_labels, image_size=image_size, batch_size=batch_size,
+            cache=cache if cache in (False, None, True) else f"{cache}-test",
+        )
+    return RecipeData(
+        train=train, test=test, class_names=index.class_names,
+        num_train=len(train_split), num_test=len(test_split), observed_labels=observed,
+        train_names=train_split.names, test_labels=index.test_labels, index=index, source=index.source,
+    )

@@ -1,0 +1,98 @@
+"""What `train` and `evaluate` write and print: report files and their text summaries.
+
+`write_reports` writes an evaluation's `metrics.json`, `per_class.csv` and
+`pr_curves.png`; `format_training_report` and `format_evaluation_report` are
+the text `cli.py` prints, so user code can print the same.
+"""
+
+import csv
+import json
+import os
+
+from patchpu_keras.metrics.classification import PER_CLASS_COLUMNS, precision_recall_curve
+from patchpu_keras.visualization import precision_recall_figure
+
+NUM_CURVES_EACH_SIDE = 3
+
+
+def _best_and_worst(per_class, count=NUM_CURVES_EACH_SIDE):
+    ranked = sorted((row for row in per_class if row["ap"] is not None),
+                    key=lambda row: -row["ap"])
+    if len(ranked) <= 2 * count:
+        return ranked, []
+    return ranked[:count], ranked[-count:]
+
+
+def write_reports(report, full_labels, scores, out_dir):
+    """Writes `metrics.json`, `per_class.csv` and `pr_curves.png` into `out_dir`.
+
+    Returns:
+        A dict of the three paths.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {
+        "metrics": os.path.join(out_dir, "metrics.json"),
+        "per_class": os.path.join(out_dir, "per_class.csv"),
+        "pr_curves": os.path.join(out_dir, "pr_curves.png"),
+    }
+    with open(paths["metrics"], "w") as file:
+        json.dump({**report, "files": paths}, file, indent=2)
+    with open(paths["per_class"], "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=PER_CLASS_COLUMNS)
+        writer.writeheader()
+        for row in report["per_class"]:
+            writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    names = [row["label"] for row in report["per_class"]]
+    best, worst = _best_and_worst(report["per_class"])
+    curves = []
+    for group, rows in (("best", best), ("worst", worst)):
+        for row in rows:
+            c = names.index(row["label"])
+            precision, recall, _ = precision_recall_curve(full_labels[:, c], scores[:, c])
+            curves.append({"name": row["label"], "ap": row["ap"], "group": group,
+                           "precision": precision, "recall": recall})
+    title = f"Precision-recall, {report.get('split', '')} split, mAP {report['map'] or 0:.3f}"
+    precision_recall_figure(curves, title=title).save(paths["pr_curves"])
+    return paths
+
+
+def format_training_report(report, out_dir):
+    """The lines `cli.py train` prints after a run: test mAP, per-class AP, skipped files, time."""
+    labels = "full labels" if report["evaluated_on"] == "full_labels" else (
+        "observed labels (held out of the training data: an estimate)")
+    lines = [
+        f"\nTest mAP: {report['map']:.4f} on {report['num_test_images']} held-out images, "
+        f"against their {labels}"
+    ]
+    for name, ap in report["per_class_ap"].items():
+        lines.append(f"  {name:12s} {'n/a' if ap is None else f'{ap:.4f}'}")
+    for action, by_reason in report.get("files_skipped", {}).items():
+        lines.append(f"Files {action}: " + ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
+                     + " (`python cli.py data summary` lists them)")
+    lines.append(f"{report['epochs_completed']} epochs in {report['train_seconds']:.0f} s; wrote {out_dir}/"
+                 "{model.keras,report.json,heatmaps/}")
+    lines.append(json.dumps({"map": report["map"], "out": out_dir}))
+    return "\n".join(lines)
+
+
+def format_evaluation_report(report):
+    """The table `cli.py evaluate` prints: mAP, per-class AP and P/R/F1, averages, files."""
+    lines = [
+        f"\n{report['split']} split, {report['num_images']} images: mAP "
+        + ("n/a" if report["map"] is None else f"{report['map']:.4f}")
+        + f" (against {report['evaluated_on']})",
+        f"{'label':14s} {'AP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'F1@0.5':>6s} {'best t':>6s} {'F1@t':>6s}",
+    ]
+    for row in report["per_class"]:
+        cells = [row["ap"], row["precision@0.5"], row["recall@0.5"], row["f1@0.5"],
+                 row["best_threshold"], row["f1@best"]]
+        lines.append(f"{row['label'][:14]:14s} " + " ".join(
+            "   n/a" if value is None else f"{value:6.3f}" for value in cells))
+    for name, averages in (("at 0.5", report["at_threshold"]),
+                           ("at best thresholds", report["at_best_thresholds"])):
+        micro, macro = averages["micro"], averages["macro"]
+        lines.append(f"{name}: micro P/R/F1 {micro['precision']:.3f}/{micro['recall']:.3f}/"
+                     f"{micro['f1']:.3f}, macro F1 {macro['f1']:.3f}")
+    if "files" in report:
+        lines.append(f"wrote {', '.join(report['files'].values())}")
+    return "\n".join(lines)
