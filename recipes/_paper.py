@@ -38,7 +38,7 @@ def paper_settings():
     }
 
 
-# Per-dataset hyperparameters of the compared methods (issue 5), as their papers set them.
+# Per-dataset hyperparameters of the compared methods, as their papers set them.
 _METHOD_SETTINGS = {
     "voc2012": {"expected_positives": 1.38, "em_alpha": 0.2, "apl_beta": 0.02},
     "coco2014": {"expected_positives": 2.92, "em_alpha": 0.1, "apl_beta": 0.9},
