@@ -10,9 +10,9 @@ training: the patch paper's sec. 4.1.2 (Jouanneau et al., VISAPP 2023:
 halved every 5 epochs); only the loss differs from recipe coco_wn. Data
 protocol of Cole et al. 2021 (one positive per training image, seed 1200;
 tested on full labels). Reported number: none quoted. Neither the method's
-paper nor the patch paper's Table 1 could be read from this machine, and this
+paper nor the patch paper's Table 1 is quoted (neither is verified), and this
 is a reconstruction, so no published number applies to it as is. Not
-reproduced here (no VOC / COCO on these machines).
+reproduced by the project's tests (they ship no VOC / COCO).
 """
 
 from recipes._paper import method_settings, paper_settings

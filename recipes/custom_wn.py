@@ -4,7 +4,7 @@
 
 `--data-dir` holds `train/<label>/<image>` folders (optionally `test/<label>/`)
 or one manifest (`*.csv` / `*.jsonl` with `path`, `split`, `labels`, optional
-`negatives`); see README.md, Datasets. The labels are the ones the data gives
+`negatives`); see docs/datasets.md. The labels are the ones the data gives
 (`regime=observed`): an image's observed positives are the folders it is in.
 Without a test split, a seeded 10% of the training images is held out and
 evaluated on its observed labels (the report says so). Model and optimisation

@@ -12,10 +12,9 @@ training image, seed 1200; tested on full labels). Reported numbers, for an
 ImageNet-pretrained ResNet-50 at 448x448, not this recipe's from-scratch
 model: Liu et al., "Can Class-Priors Help Single-Positive Multi-Label
 Learning?" (CRISP), Table 1, their re-run of the method (BoostLU+LL-R): VOC
-2012 mAP 89.2 ± 0.0. The method's own paper's table could not be read from
-this machine, so its number is not quoted; the patch paper's Table 1 value for
-this row is not verified either. Not reproduced here (no VOC / COCO on these
-machines).
+2012 mAP 89.2 ± 0.0. The method's own paper's table is not quoted, nor the patch
+paper's Table 1 value for this row: neither is verified. Not reproduced by the
+project's tests (they ship no VOC / COCO).
 """
 
 from recipes._paper import method_settings, paper_settings

@@ -13,9 +13,9 @@ et al. as quoted by two later works (Tran et al., arXiv 2508.20381, and the
 mvrl/VLPL README, "Input image size: 448x448"): VOC 2012 mAP 87.77; Liu et
 al., "Can Class-Priors Help Single-Positive Multi-Label Learning?" (CRISP),
 Table 1, their re-run of the method: VOC 2012 mAP 88.1 ± 0.2. The method's own
-paper's table could not be read from this machine, so its number is not
-quoted; the patch paper's Table 1 value for this row is not verified either.
-Not reproduced here (no VOC / COCO on these machines).
+paper's table is not quoted, nor the patch paper's Table 1 value for this row:
+neither is verified. Not reproduced by the project's tests (they ship no VOC /
+COCO).
 """
 
 from recipes._paper import method_settings, paper_settings

@@ -1,4 +1,4 @@
-"""The compared methods' recipes (issue 5): every one loads and builds its loss and model."""
+"""The compared methods' recipes: every one loads and builds its loss and model."""
 
 import re
 
@@ -68,7 +68,7 @@ def test_method_recipe_builds_its_loss_and_model(prefix, method):
 
     doc = " ".join(recipes._module(name).__doc__.split())
     assert f"python cli.py train --recipe {name} --data-dir" in doc
-    assert "Method:" in doc and "Not reproduced here" in doc
+    assert "Method:" in doc and "Not reproduced by the project's tests" in doc
     # Either a number with where it was read, or an explicit statement that none is quoted.
     assert re.search(r"mAP \d+\.\d", doc) or "none quoted" in doc
 

@@ -2,7 +2,7 @@
 
 Only data already prepared in `data_dir` is read (`builder.is_prepared()`);
 nothing here calls `download_and_prepare`. To prepare it offline from the
-original archives in a folder ARCHIVES (README.md, Datasets):
+original archives in a folder ARCHIVES (docs/datasets.md, TFDS):
 `tfds.builder("voc/2012", data_dir=DIR).download_and_prepare(
 download_config=tfds.download.DownloadConfig(manual_dir=ARCHIVES))`: TFDS
 takes files found in `manual_dir` instead of downloading them, and checks
@@ -53,7 +53,7 @@ def not_found_message(data_dir, name):
         f"{os.path.join(data_dir, *name.split('/'), '<version>', 'dataset_info.json')}. Nothing is "
         f"downloaded: prepare it offline from a folder ARCHIVES holding {ARCHIVES[name]} with "
         f"`tfds.builder({name!r}, data_dir={data_dir!r}).download_and_prepare(download_config="
-        "tfds.download.DownloadConfig(manual_dir=ARCHIVES))` (README.md, Datasets). "
+        "tfds.download.DownloadConfig(manual_dir=ARCHIVES))` (docs/datasets.md, TFDS). "
         f"Received: data_dir={data_dir!r}"
     )
 

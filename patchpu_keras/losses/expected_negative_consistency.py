@@ -32,9 +32,8 @@ def expected_negative_consistency(y_observed, probabilities, averages, threshold
         Reconstructed from the description (abstract and introduction) of
         Verelst, Rubenstein, Eichner, Tuytelaars, Berman, "Spatial Consistency
         Loss for Training Multi-Label Classifiers from Single-Label
-        Annotations", WACV 2023 (arXiv 2203.06127), whose method section could
-        not be read here. The form of each term and the hyperparameters are
-        ours.
+        Annotations", WACV 2023 (arXiv 2203.06127), not from its method
+        section. The form of each term and the hyperparameters are ours.
     """
     probabilities = ops.convert_to_tensor(probabilities)
     y_observed = ops.cast(ops.convert_to_tensor(y_observed), probabilities.dtype)

@@ -75,7 +75,7 @@ VOC_VAL = {
     "2008_000105": [("aeroplane", False), ("bird", False)],
     "2008_000106": [("bottle", True)],  # only difficult: all-negative in the test split
 }
-# The bad inputs of the issue, each with what must happen to it.
+# The bad inputs the data loaders handle, each with what must happen to it.
 VOC_BAD = {
     "2009_000001": "truncated",       # skipped: corrupt or truncated image
     "2009_000002": "empty",           # skipped: empty file
