@@ -102,7 +102,7 @@ def _custom_message(data_dir):
         f"a prepared TFDS voc/2012 or coco/2014, label folders "
         f"({os.path.join(data_dir, 'train', '<label>', '<image>')}) and a manifest "
         f"({os.path.join(data_dir, '*.csv')} or *.jsonl with columns path, split, labels). "
-        "README.md, Datasets, shows each layout. "
+        "docs/datasets.md shows each layout. "
         f"Received: data_dir={data_dir!r}"
     )
 
