@@ -55,3 +55,10 @@ def method_settings(dataset):
     if dataset not in _METHOD_SETTINGS:
         raise ValueError(f"Expected one of {sorted(_METHOD_SETTINGS)}. Received: dataset={dataset!r}")
     return dict(_METHOD_SETTINGS[dataset])
+
+
+def paper_recipe(dataset, **changes):
+    """A recipe on `dataset` ("voc2012" or "coco2014"): the paper's settings, the dataset's
+    method settings, single positive labels, then `changes` (e.g. `loss="role"`)."""
+    return {**paper_settings(), **method_settings(dataset), "dataset": dataset,
+            "regime": "single_positive", **changes}

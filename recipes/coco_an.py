@@ -18,14 +18,8 @@ Learning?" (CRISP), Table 1, their re-run of the method: COCO 2014 mAP 64.3 ±
 tests (they ship no VOC / COCO).
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("coco2014"),
-        "dataset": "coco2014",
-        "loss": "assume_negative",
-        "regime": "single_positive",
-    }
+    return paper_recipe("coco2014", loss="assume_negative")

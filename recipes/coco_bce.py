@@ -9,14 +9,8 @@ fully-labelled reference. The paper reports a test mAP of 65.8 on the
 annotated images of val2014.
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("coco2014"),
-        "dataset": "coco2014",
-        "loss": "full_bce",
-        "regime": "full",
-    }
+    return paper_recipe("coco2014", loss="full_bce", regime="full")

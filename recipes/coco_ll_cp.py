@@ -15,14 +15,8 @@ not quoted, nor the patch paper's Table 1 value for this row: neither is
 verified. Not reproduced by the project's tests (they ship no VOC / COCO).
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("coco2014"),
-        "dataset": "coco2014",
-        "loss": "ll_cp",
-        "regime": "single_positive",
-    }
+    return paper_recipe("coco2014", loss="ll_cp")

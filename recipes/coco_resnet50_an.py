@@ -19,16 +19,8 @@ row: neither is verified. Not reproduced by the project's tests (they ship no
 VOC / COCO).
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("coco2014"),
-        "dataset": "coco2014",
-        "loss": "assume_negative",
-        "regime": "single_positive",
-        "model": "cam",
-        "image_size": 448,
-    }
+    return paper_recipe("coco2014", loss="assume_negative", model="cam", image_size=448)

@@ -14,14 +14,8 @@ annotations/instances_{train,val}2014.json, train2014/ and val2014/ (or is a
 TFDS data dir with `--source tfds`).
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("coco2014"),
-        "dataset": "coco2014",
-        "loss": "weak_negative",
-        "regime": "single_positive",
-    }
+    return paper_recipe("coco2014", loss="weak_negative")

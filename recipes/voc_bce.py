@@ -11,14 +11,8 @@ reference the single-positive losses are compared with. The paper reports a
 test mAP of 61.6 on VOC 2012 `val`.
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("voc2012"),
-        "dataset": "voc2012",
-        "loss": "full_bce",
-        "regime": "full",
-    }
+    return paper_recipe("voc2012", loss="full_bce", regime="full")

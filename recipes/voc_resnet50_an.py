@@ -19,16 +19,8 @@ neither is verified. Not reproduced by the project's tests (they ship no VOC /
 COCO).
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("voc2012"),
-        "dataset": "voc2012",
-        "loss": "assume_negative",
-        "regime": "single_positive",
-        "model": "cam",
-        "image_size": 448,
-    }
+    return paper_recipe("voc2012", loss="assume_negative", model="cam", image_size=448)

@@ -17,16 +17,8 @@ is not quoted, nor the patch paper's Table 1 value for this row: neither is
 verified. Not reproduced by the project's tests (they ship no VOC / COCO).
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("voc2012"),
-        "dataset": "voc2012",
-        "loss": "full_bce",
-        "regime": "full",
-        "model": "cam",
-        "image_size": 448,
-    }
+    return paper_recipe("voc2012", loss="full_bce", regime="full", model="cam", image_size=448)

@@ -15,14 +15,8 @@ VOC2012 itself, VOCtrainval_11-May-2012.tar, or a TFDS data dir with
 `--source tfds`.
 """
 
-from recipes._paper import method_settings, paper_settings
+from recipes._paper import paper_recipe
 
 
 def get_config():
-    return {
-        **paper_settings(),
-        **method_settings("voc2012"),
-        "dataset": "voc2012",
-        "loss": "weak_negative",
-        "regime": "single_positive",
-    }
+    return paper_recipe("voc2012", loss="weak_negative")
