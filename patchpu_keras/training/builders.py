@@ -5,6 +5,9 @@ its default; `recipes.load` merges it under every recipe, so any recipe trains
 any method with `--set loss=NAME` or `--set model=cam`.
 """
 
+import math
+import typing
+
 import keras
 
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
@@ -17,13 +20,74 @@ MODEL_DEFAULTS = {
     "backbone": "resnet50",  # CAM backbone: "resnet50" or "tiny"
     "boost_lu_alpha": None,  # 5: BoostLU (Kim et al. 2023)
 }
+# Keys of the training budget, with their defaults.
+TRAINING_DEFAULTS = {
+    "min_steps": None,  # at least this many steps: more epochs on small data (see training_budget)
+}
 
-__all__ = ["MODEL_DEFAULTS", "build_loss", "build_model", "build_optimizer", "method_defaults"]
+__all__ = [
+    "MODEL_DEFAULTS",
+    "TRAINING_DEFAULTS",
+    "TrainingBudget",
+    "build_loss",
+    "build_model",
+    "build_optimizer",
+    "method_defaults",
+    "training_budget",
+]
 
 
 def method_defaults():
-    """The model keys of `MODEL_DEFAULTS` and every key of the loss table, with defaults."""
-    return {**MODEL_DEFAULTS, **loss_defaults()}
+    """`MODEL_DEFAULTS`, `TRAINING_DEFAULTS` and every key of the loss table, with defaults."""
+    return {**MODEL_DEFAULTS, **TRAINING_DEFAULTS, **loss_defaults()}
+
+
+class TrainingBudget(typing.NamedTuple):
+    """How long a run trains and when its learning rate decays.
+
+    Fields:
+        epochs: int, epochs to train.
+        steps_per_epoch: int.
+        lr_decay_steps: int, steps between two learning-rate decays.
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    lr_decay_steps: int
+
+    @property
+    def total_steps(self):
+        return self.epochs * self.steps_per_epoch
+
+
+def training_budget(config, num_train):
+    """The epochs, steps and decay interval of a recipe on `num_train` images.
+
+    A schedule fixed in epochs gives a small dataset few steps of optimisation.
+    With `min_steps` set, a run trains at least that many steps: the epochs
+    grow to `ceil(min_steps / steps_per_epoch)` and the learning-rate decay
+    follows the steps, keeping the recipe's shape (decays at the same shares
+    of the run: the paper's "halve every 5 of 25 epochs" becomes "every fifth
+    of the steps"). Without `min_steps`, or when the data is large enough,
+    the recipe's own epochs and `lr_decay_epochs` hold exactly.
+
+    Args:
+        config: a recipe dict with `epochs`, `batch_size`, `lr_decay_epochs`
+            and optionally `min_steps`.
+        num_train: int, training images.
+
+    Returns:
+        A `TrainingBudget`.
+    """
+    steps_per_epoch = int(math.ceil(num_train / config["batch_size"]))
+    epochs = int(config["epochs"])
+    if config.get("min_steps"):
+        epochs = max(epochs, int(math.ceil(config["min_steps"] / steps_per_epoch)))
+    if epochs == config["epochs"]:
+        lr_decay_steps = int(config["lr_decay_epochs"] * steps_per_epoch)
+    else:
+        lr_decay_steps = int(round(config["lr_decay_epochs"] / config["epochs"] * epochs * steps_per_epoch))
+    return TrainingBudget(epochs, steps_per_epoch, max(1, lr_decay_steps))
 
 
 def build_model(config, num_labels, label_names=None, loss_state=None):
@@ -55,16 +119,19 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
     )
 
 
-def build_optimizer(config, steps_per_epoch, loss=None):
+def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None):
     """LAMB whose learning rate is multiplied by `lr_decay_rate` every `lr_decay_epochs`.
 
     The paper (sec. 4.1.2): lr 1e-3 halved every 5 epochs, weight decay 1e-4.
     A stateful loss's trainable tables get its learning-rate multipliers (ROLE:
-    10x) and no weight decay.
+    10x) and no weight decay. `lr_decay_steps` (from `training_budget`)
+    replaces `lr_decay_epochs * steps_per_epoch` when given.
     """
+    if lr_decay_steps is None:
+        lr_decay_steps = int(config["lr_decay_epochs"] * steps_per_epoch)
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config["learning_rate"],
-        decay_steps=max(1, int(config["lr_decay_epochs"] * steps_per_epoch)),
+        decay_steps=max(1, int(lr_decay_steps)),
         decay_rate=config["lr_decay_rate"],
         staircase=True,
     )

@@ -15,7 +15,7 @@ from patchpu_keras.inference import predict_labelled
 from patchpu_keras.losses import StatefulLoss
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
 from patchpu_keras.models import PatchPUClassifier
-from patchpu_keras.training.builders import build_loss, build_model, build_optimizer
+from patchpu_keras.training.builders import build_loss, build_model, build_optimizer, training_budget
 from patchpu_keras.training.run_checkpoint import RunCheckpoint, write_json_atomically
 from patchpu_keras.visualization import attention_figure
 
@@ -68,11 +68,13 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
         label_seed=config["label_seed"],
         redraw_each_epoch=bool(config.get("redraw_each_epoch", False)),
     )
-    steps_per_epoch = int(np.ceil(data.num_train / config["batch_size"]))
+    budget = training_budget(config, data.num_train)
+    if budget.epochs != config["epochs"]:  # losses with epoch schedules follow the run's epochs
+        loss = build_loss({**config, "epochs": budget.epochs})
     loss_state = loss.make_state(observed) if isinstance(loss, StatefulLoss) else None
     model = build_model(config, num_labels, label_names=class_names, loss_state=loss_state)
     model.compile(
-        optimizer=build_optimizer(config, steps_per_epoch, loss),
+        optimizer=build_optimizer(config, budget.steps_per_epoch, loss, budget.lr_decay_steps),
         loss=loss,
         metrics=[MeanAveragePrecision(num_labels, capacity=data.num_test)],
         jit_compile=keras.backend.backend() == "jax",
@@ -89,6 +91,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
         "source": data.source,
         "evaluated_on": data.evaluated_on,
         "config": config,
+        "budget": {**budget._asdict(), "total_steps": budget.total_steps},
     }
     if index is not None:
         report.update(data_dir=index.root, files_skipped=index.problem_counts(), data_notes=index.notes)
@@ -97,7 +100,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
     try:
         model.fit(
             data.train,
-            epochs=config["epochs"],
+            epochs=budget.epochs,
             validation_data=data.test,
             callbacks=[checkpoint],
             shuffle=False,  # the dataset reshuffles itself every epoch
