@@ -77,3 +77,24 @@ def test_a_tiny_table_runs_resumes_and_reports(tmp_path):
     assert "holds a completed run made with other settings" in third.stderr
     assert "--set epochs=2" in third.stderr and log.stat().st_mtime_ns == before
     assert json.load(open(out / "patch-role-seed0" / "report.json")) == role
+
+
+def test_the_long_benchmark_trains_the_papers_step_count_and_reports_paired_gaps():
+    from patchpu_keras.training import training_budget
+
+    changes, losses = compare_methods.BENCHMARKS["long"]
+    config = recipes.apply_overrides(recipes.load("demo"), [f"{k}={v}" for k, v in changes.items()])
+    budget = training_budget(config, config["num_train"])
+    assert budget.total_steps >= 9000 and budget.epochs == 60 and budget.lr_decay_steps == 3600
+    assert set(losses.split(",")) == {"full_bce", "assume_negative", "expected_positive_regularization",
+                                      "role", "weak_negative", "ll_r"}
+    rows = [
+        {"model": "patch", "overrides": {"loss": "weak_negative"}, "runs": [{"seed": 0, "map": 0.5}, {"seed": 1, "map": 0.6}]},
+        {"model": "patch", "overrides": {"loss": "full_bce", "regime": "full"},
+         "runs": [{"seed": 0, "map": 0.6}, {"seed": 1, "map": 0.6}, {"seed": 2, "map": 0.9}]},
+        {"model": "patch", "overrides": {"loss": "assume_negative"}, "runs": [{"seed": 0, "map": 0.45}, {"seed": 1, "map": 0.5}]},
+        {"model": "cam", "overrides": {"loss": "weak_negative"}, "runs": [{"seed": 0, "map": 0.1}]},
+    ]
+    # Paired by seed: seed 2 has no WN run; the CAM row is another model.
+    assert compare_methods.paired_gaps(rows).split("\n")[1:3] == [
+        "WN / BCE: 0.917 ± 0.083 (2 seeds paired)", "WN - AN: 7.500 ± 2.500 (2 seeds paired)"]
