@@ -1,7 +1,13 @@
+import math
+
 import keras
 from keras import layers, ops
 
 from patchpu_keras.layers.initializers import unit_variance_scaling
+
+CODEBOOK_INIT_MODES = ("fan_out", "fan_in")
+# Eq. (1) as written: bare dot products, codebook rows of norm about 1.
+PAPER_EXACT = {"score_scale": 1.0, "learn_temperature": False, "codebook_init_mode": "fan_out"}
 
 
 @keras.saving.register_keras_serializable(package="patchpu_keras")
@@ -13,10 +19,24 @@ class LabelCodebookAttention(keras.layers.Layer):
     (eq. 1); the pooled vector `A E_patch` goes through a two-layer GELU MLP with
     a residual connection (eq. 2).
 
+    The paper writes the scores as the bare dot product and says nothing of a
+    temperature; `score_scale=1`, `learn_temperature=False` is that. The scores
+    can be multiplied by a fixed `score_scale` (`1 / sqrt(F)` is the
+    transformer's scaled dot product) and by a learned scalar temperature
+    (starting at 1). The codebooks are initialised with variance scaling of
+    scale 1 (sec. 4.1.2) over `codebook_init_mode`: `"fan_out"` (F) gives rows
+    of norm about 1, `"fan_in"` (L, Keras' default mode for an `(L, F)` weight)
+    rows of norm about `sqrt(F / L)`. `docs/attention.md` measures each.
+
     Args:
         num_labels: int, number of labels L.
         embedding_dim: int, size F of patch and label embeddings.
         mlp_units: int, hidden width of the MLP f.
+        score_scale: positive float multiplying the scores of eq. (1).
+        learn_temperature: bool, whether a learned scalar (initialised to 1)
+            also multiplies them.
+        codebook_init_mode: `"fan_out"` or `"fan_in"`, the variance scaling
+            mode of the codebooks.
 
     Call arguments:
         patch_embeddings: tensor `(batch, num_patches, embedding_dim)`.
@@ -36,7 +56,16 @@ class LabelCodebookAttention(keras.layers.Layer):
         Jouanneau et al., VISAPP 2023, eq. (1) and (2).
     """
 
-    def __init__(self, num_labels, embedding_dim=256, mlp_units=256, **kwargs):
+    def __init__(
+        self,
+        num_labels,
+        embedding_dim=256,
+        mlp_units=256,
+        score_scale=1.0,
+        learn_temperature=False,
+        codebook_init_mode="fan_out",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if num_labels < 1:
             raise ValueError(f"`num_labels` must be >= 1. Received: num_labels={num_labels}")
@@ -45,9 +74,21 @@ class LabelCodebookAttention(keras.layers.Layer):
                 "`embedding_dim` and `mlp_units` must be >= 1. "
                 f"Received: embedding_dim={embedding_dim}, mlp_units={mlp_units}"
             )
+        if not (isinstance(score_scale, (int, float)) and math.isfinite(score_scale) and score_scale > 0):
+            raise ValueError(
+                f"`score_scale` must be a positive number. Received: score_scale={score_scale!r}"
+            )
+        if codebook_init_mode not in CODEBOOK_INIT_MODES:
+            raise ValueError(
+                f"`codebook_init_mode` must be one of {CODEBOOK_INIT_MODES}. "
+                f"Received: codebook_init_mode={codebook_init_mode!r}"
+            )
         self.num_labels = num_labels
         self.embedding_dim = embedding_dim
         self.mlp_units = mlp_units
+        self.score_scale = float(score_scale)
+        self.learn_temperature = bool(learn_temperature)
+        self.codebook_init_mode = codebook_init_mode
         # === Layers ===
         self.mlp_hidden = layers.Dense(
             mlp_units, activation="gelu", kernel_initializer=unit_variance_scaling(),
@@ -65,14 +106,23 @@ class LabelCodebookAttention(keras.layers.Layer):
             )
         self.label_codebooks = self.add_weight(
             shape=(self.num_labels, self.embedding_dim),
-            initializer=unit_variance_scaling("fan_out"),
+            initializer=unit_variance_scaling(self.codebook_init_mode),
             name="label_codebooks",
+        )
+        self.temperature = (
+            self.add_weight(shape=(), initializer="ones", name="temperature")
+            if self.learn_temperature
+            else None
         )
         self.mlp_hidden.build((None, self.num_labels, self.embedding_dim))
         self.mlp_output.build((None, self.num_labels, self.mlp_units))
 
     def call(self, patch_embeddings):
         scores = ops.einsum("lf,bnf->bln", self.label_codebooks, patch_embeddings)
+        if self.score_scale != 1.0:
+            scores = scores * self.score_scale
+        if self.temperature is not None:
+            scores = scores * self.temperature
         attention = ops.softmax(scores, axis=-1)
         pooled = ops.einsum("bln,bnf->blf", attention, patch_embeddings)
         label_embeddings = self.mlp_output(self.mlp_hidden(pooled)) + pooled
@@ -92,6 +142,14 @@ class LabelCodebookAttention(keras.layers.Layer):
                 "num_labels": self.num_labels,
                 "embedding_dim": self.embedding_dim,
                 "mlp_units": self.mlp_units,
+                "score_scale": self.score_scale,
+                "learn_temperature": self.learn_temperature,
+                "codebook_init_mode": self.codebook_init_mode,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # A config saved before these arguments existed is the paper-exact layer.
+        return cls(**{**PAPER_EXACT, **config})

@@ -9,7 +9,8 @@ from patchpu_keras.losses.stateful_loss import StatefulLoss, require_index
 
 MODES = ("reject", "temporary", "permanent")
 OBSERVED = "observed"
-# Kim et al.'s published delta_rel per epoch: 0.5 % (LL-R), 0.2 % (LL-Ct), 0.1 % (LL-Cp).
+# Kim et al.'s published delta_rel: 0.5 % (LL-R) and 0.2 % (LL-Ct) more per epoch,
+# 0.1 % of every batch after the first epoch (LL-Cp).
 DEFAULT_DELTA_REL = {"reject": 0.005, "temporary": 0.002, "permanent": 0.001}
 
 
@@ -75,18 +76,30 @@ def _large_loss_terms(y_observed, probabilities, rejection_rate, mode):
 
 @keras.saving.register_keras_serializable(package="patchpu_keras")
 class LargeLoss(StatefulLoss):
-    """LL-R / LL-Ct / LL-Cp with the rejection rate growing every epoch.
+    """LL-R / LL-Ct / LL-Cp: reject or correct the unknowns with the largest losses.
 
-    In epoch e (0-based, from the model's `LossState`), the rate is
-    `min(delta_rel * e, 1)`: nothing is rejected in the first epoch. In
-    `"permanent"` mode the observed labels are read from the state's stored
-    table, and the selected entries are written back as positives, so they stay
-    flipped in later epochs and are saved with the model.
+    In epoch e (0-based, from the model's `LossState`) a share `rate(e)` of each
+    batch's entries is selected (`large_loss_selection`); nothing is selected
+    in the first epoch. LL-R and LL-Ct grow the share every epoch,
+    `rate(e) = min(delta_rel * e, 1)`, as they are published. LL-Cp selects a
+    constant `delta_rel` of the batch, `k = ceil(B * L * delta_rel)` entries,
+    in every epoch after the first, as in the authors' code (Kim et al.'s
+    `losses.py`, `k = ceil(batch_size * num_classes * delta_rel)` for
+    `LL-Cp`): its flips accumulate in the stored labels, so the share of
+    corrected entries grows without the rate growing. In `"permanent"` mode the
+    observed labels are read from the state's stored table, and the selected
+    entries are written back as positives, so they stay flipped in later epochs
+    and are saved with the model.
 
     Args:
         mode: `"reject"`, `"temporary"` or `"permanent"`.
-        delta_rel: growth of the rate per epoch; defaults to Kim et al.'s
-            published values (0.005, 0.002, 0.001).
+        delta_rel: growth of the rate per epoch (LL-R, LL-Ct) or the constant
+            rate (LL-Cp); defaults to Kim et al.'s published values (0.005,
+            0.002, 0.001).
+
+    Reference:
+        Kim et al., "Large Loss Matters in Weakly Supervised Multi-Label
+        Classification", CVPR 2022 (sec. 3.2, eq. 4-6).
     """
 
     def __init__(self, mode="reject", delta_rel=None, name=None, **kwargs):
@@ -102,7 +115,11 @@ class LargeLoss(StatefulLoss):
             state.table(OBSERVED).assign(np.asarray(observed_labels, "float32"))
 
     def rejection_rate(self, epoch):
-        return ops.minimum(self.delta_rel * ops.cast(epoch, "float32"), 1.0)
+        """Share of each batch's entries selected in `epoch` (0-based)."""
+        epoch = ops.cast(epoch, "float32")
+        if self.mode == "permanent":
+            return ops.where(epoch >= 1.0, ops.minimum(self.delta_rel, 1.0), 0.0)
+        return ops.minimum(self.delta_rel * epoch, 1.0)
 
     def compute(self, labels, outputs, state):
         observed = labels[OBSERVED_LABELS]

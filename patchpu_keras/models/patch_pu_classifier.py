@@ -6,6 +6,7 @@ from patchpu_keras.layers import (
     PatchEmbedder,
     SoftmaxLabelClassifier,
 )
+from patchpu_keras.layers.label_codebook_attention import PAPER_EXACT
 from patchpu_keras.models.multi_label_model import MultiLabelModel
 
 
@@ -41,6 +42,12 @@ class PatchPUClassifier(MultiLabelModel):
         downsample_factor: size ratio between levels (2 in the paper).
         embedding_dim: int, F (256 in the paper).
         mlp_units: int, width of the MLP of eq. (2).
+        attention_score_scale: positive float multiplying the attention
+            scores of eq. (1) (`LabelCodebookAttention(score_scale=...)`).
+        attention_learn_temperature: bool, a learned scalar temperature on
+            those scores (`LabelCodebookAttention(learn_temperature=...)`).
+        codebook_init_mode: `"fan_out"` or `"fan_in"`, the variance scaling
+            mode of the label codebooks.
         max_patches_per_resolution: optional int, random patch subsampling per
             level during training (sec. 3.1.1).
         drop_connect_rate: float, EfficientNet drop-connect rate.
@@ -85,6 +92,9 @@ class PatchPUClassifier(MultiLabelModel):
         downsample_factor=2,
         embedding_dim=256,
         mlp_units=256,
+        attention_score_scale=1.0,
+        attention_learn_temperature=False,
+        codebook_init_mode="fan_out",
         max_patches_per_resolution=None,
         drop_connect_rate=0.2,
         label_names=None,
@@ -101,6 +111,9 @@ class PatchPUClassifier(MultiLabelModel):
         self.downsample_factor = downsample_factor
         self.embedding_dim = embedding_dim
         self.mlp_units = mlp_units
+        self.attention_score_scale = attention_score_scale
+        self.attention_learn_temperature = attention_learn_temperature
+        self.codebook_init_mode = codebook_init_mode
         self.max_patches_per_resolution = max_patches_per_resolution
         self.drop_connect_rate = drop_connect_rate
         self.seed = seed
@@ -120,7 +133,13 @@ class PatchPUClassifier(MultiLabelModel):
             embedding_dim=embedding_dim, drop_connect_rate=drop_connect_rate, name="embedder"
         )
         self.attention = LabelCodebookAttention(
-            num_labels, embedding_dim=embedding_dim, mlp_units=mlp_units, name="attention"
+            num_labels,
+            embedding_dim=embedding_dim,
+            mlp_units=mlp_units,
+            score_scale=attention_score_scale,
+            learn_temperature=attention_learn_temperature,
+            codebook_init_mode=codebook_init_mode,
+            name="attention",
         )
         self.classifier = SoftmaxLabelClassifier(num_labels, name="classifier")
 
@@ -160,7 +179,20 @@ class PatchPUClassifier(MultiLabelModel):
             "downsample_factor": self.downsample_factor,
             "embedding_dim": self.embedding_dim,
             "mlp_units": self.mlp_units,
+            "attention_score_scale": self.attention_score_scale,
+            "attention_learn_temperature": self.attention_learn_temperature,
+            "codebook_init_mode": self.codebook_init_mode,
             "max_patches_per_resolution": self.max_patches_per_resolution,
             "drop_connect_rate": self.drop_connect_rate,
             "seed": self.seed,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # A model saved before the attention arguments existed is the paper-exact one.
+        legacy = {
+            "attention_score_scale": PAPER_EXACT["score_scale"],
+            "attention_learn_temperature": PAPER_EXACT["learn_temperature"],
+            "codebook_init_mode": PAPER_EXACT["codebook_init_mode"],
+        }
+        return super().from_config({**legacy, **config})

@@ -86,11 +86,35 @@ def test_large_loss_selection_and_modes(problem, rate):
 
 
 def test_large_loss_rate_schedule():
-    for mode, delta in (("reject", 0.005), ("temporary", 0.002), ("permanent", 0.001)):
+    # LL-R and LL-Ct grow by delta_rel every epoch; LL-Cp selects a constant
+    # delta_rel of every batch after the first epoch (Kim et al.'s losses.py).
+    schedules = {
+        "reject": (0.005, [0, 0.005, 0.010, 0.015]),
+        "temporary": (0.002, [0, 0.002, 0.004, 0.006]),
+        "permanent": (0.001, [0, 0.001, 0.001, 0.001]),
+    }
+    for mode, (delta, expected) in schedules.items():
         loss = losses.LargeLoss(mode)
         assert loss.delta_rel == delta
         rates = [float(to_numpy(loss.rejection_rate(epoch))) for epoch in range(4)]
-        np.testing.assert_allclose(rates, [0, delta, 2 * delta, 3 * delta], rtol=1e-6)
+        np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+def test_ll_cp_corrects_a_constant_k_per_batch():
+    # B = 16, L = 20, delta_rel = 0.001: k = ceil(0.32) = 1 entry per batch in
+    # epochs 1, 2, ... (a rate growing with the epoch would select 1, then 1, then 1,
+    # ... and 7 at epoch 20, where the published method still selects 1).
+    loss = losses.LargeLoss("permanent")
+    rng = np.random.default_rng(0)
+    y = np.zeros((16, 20), "float32")
+    y[np.arange(16), rng.integers(0, 20, 16)] = 1
+    p = rng.uniform(0.01, 0.99, y.shape).astype("float32")
+    for epoch, expected in ((0, 0), (1, 1), (20, 1)):
+        rate = loss.rejection_rate(epoch)
+        assert int(to_numpy(losses.large_loss_selection(y, p, rate)).sum()) == expected
+    # LL-R at epoch 20: ceil(0.005 * 20 * 320) = 32 entries.
+    rate = losses.LargeLoss("reject").rejection_rate(20)
+    assert int(to_numpy(losses.large_loss_selection(y, p, rate)).sum()) == 32
 
 
 def test_expected_negative_consistency(problem, rng):

@@ -126,6 +126,23 @@ def test_config_round_trip(tiny_model):
     assert clone.get_config() == model.get_config()
     with pytest.raises(ValueError, match="Received: label_names"):
         PatchPUClassifier(3, label_names=["a", "a", "b"])
+    model = tiny_model(
+        attention_score_scale=0.5, attention_learn_temperature=True, codebook_init_mode="fan_in"
+    )
+    clone = PatchPUClassifier.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.attention.get_config()["score_scale"] == 0.5
+    assert clone.attention.temperature is not None
+
+
+def test_a_config_without_attention_arguments_is_the_paper_exact_model(tiny_model):
+    # Models saved before the attention arguments existed keep computing eq. (1) as written.
+    config = tiny_model(attention_learn_temperature=True).get_config()
+    for key in ("attention_score_scale", "attention_learn_temperature", "codebook_init_mode"):
+        config.pop(key)
+    old = PatchPUClassifier.from_config(config)
+    assert (old.attention.score_scale, old.attention.temperature) == (1.0, None)
+    assert old.attention.codebook_init_mode == "fan_out"
 
 
 def test_predict_takes_any_channel_count_and_size_one_call_after_another(tiny_model, rng):

@@ -110,6 +110,11 @@ def test_large_loss_permanent_flips_persist_and_follow_the_schedule(rng, tmp_pat
     # Epoch 1: rate 0.125 of the 4 x 4 entries of each batch -> 2 flips per batch.
     assert flipped.sum() == 4
     assert np.all(stored[observed == 1] == 1)
+    # Epoch 2: the published LL-Cp flips the same k = 2 per batch again (a rate
+    # growing to 0.25 would flip 4 per batch, 12 in all).
+    model.fit(array_dataset(_data(rng)[0], observed_labels=observed, batch_size=4), epochs=3, initial_epoch=2, verbose=0)
+    stored = to_numpy(model.loss_state.table("observed"))
+    assert ((stored == 1) & (observed == 0)).sum() == 8
     model.save(os.path.join(tmp_path, "llcp.keras"))
     loaded = keras.models.load_model(os.path.join(tmp_path, "llcp.keras"))
     np.testing.assert_array_equal(to_numpy(loaded.loss_state.table("observed")), stored)
