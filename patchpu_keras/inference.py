@@ -18,7 +18,7 @@ from PIL import Image
 
 from patchpu_keras.data.image_files import resize_image
 from patchpu_keras.data.image_reader import UnreadableImageError, list_image_files, read_image
-from patchpu_keras.labels import FULL_LABELS, INDEX
+from patchpu_keras.labels import FULL_LABELS, INDEX, OBSERVED_LABELS
 from patchpu_keras.visualization import PANEL_SIZE, attention_figure, cam_figure
 
 PATH = "path"
@@ -71,19 +71,20 @@ def predict_batch(model, images, batch_size):
     return {key: np.asarray(value)[:count] for key, value in outputs.items()}
 
 
-def predict_labelled(model, batches, batch_size, keep=0, num_batches=None, verbose=0, split="test"):
+def predict_labelled(model, batches, batch_size, keep=0, num_batches=None, verbose=0, split="test",
+                     collect=("probabilities",)):
     """Outputs and labels of a labelled split, in order: the one loop over labelled data.
 
-    `train` (the final test mAP and heat maps), `evaluate` and the benchmarks
-    call it. Labels come from each batch's targets, so they match the
-    predictions whatever order the data comes in. Batches are padded to
-    `batch_size` (see `predict_batch`).
+    `train` (the final test mAP, heat maps and per-epoch diagnostics),
+    `evaluate` and the benchmarks call it. Labels come from each batch's
+    targets, so they match the predictions whatever order the data comes in.
+    Batches are padded to `batch_size` (see `predict_batch`).
 
     Args:
         model: a model returning a dict with `probabilities`.
         batches: a `tf.data.Dataset` or an iterable of `(images, targets)`
             batches; `targets` is a full-label array or a dict with
-            `full_labels` (and optionally `index`).
+            `full_labels` (and optionally `observed_labels`, `index`).
         batch_size: int, the padded size of every model call (a larger batch
             is run at its own size).
         keep: int, images (and attention maps, when the model returns them)
@@ -92,11 +93,14 @@ def predict_labelled(model, batches, batch_size, keep=0, num_batches=None, verbo
             cardinality when known).
         verbose: 0 silent, 1 a progress bar over batches.
         split: str, the split's name for the error without any batch.
+        collect: names of model outputs returned for every image (those the
+            model has).
 
     Returns:
-        A dict with `probabilities` and `full_labels` `(n, L)`, `index` `(n,)`
-        (None when the targets carry none), and `images` and `attention` of
-        the first `keep` images.
+        A dict with every output of `collect` `(n, ...)`, `full_labels`
+        `(n, L)`, `observed_labels` and `index` (None when the targets carry
+        none), and `images` and `attention` of the first `keep` images
+        (`attention` of every image when `collect` names it).
 
     Raises:
         ValueError: there is no batch.
@@ -106,32 +110,32 @@ def predict_labelled(model, batches, batch_size, keep=0, num_batches=None, verbo
         num_batches = cardinality if cardinality >= 0 else num_batches
         batches = batches.as_numpy_iterator()
     progress = keras.utils.Progbar(num_batches, unit_name="batch", verbose=verbose)
-    probabilities, full_labels, indices, images, attention = [], [], [], [], []
+    gathered = {key: [] for key in (*collect, FULL_LABELS, OBSERVED_LABELS, INDEX)}
+    images, attention = [], []
+    num_batches_seen = 0
     for step, (batch_images, targets) in enumerate(batches, start=1):
         batch_images = np.asarray(batch_images)
         outputs = predict_batch(model, batch_images, max(batch_size, len(batch_images)))
-        probabilities.append(outputs["probabilities"])
-        if isinstance(targets, dict):
-            full_labels.append(np.asarray(targets[FULL_LABELS]))
-            if INDEX in targets:
-                indices.append(np.asarray(targets[INDEX]))
-        else:
-            full_labels.append(np.asarray(targets))
+        targets = targets if isinstance(targets, dict) else {FULL_LABELS: targets}
+        for key, values in gathered.items():
+            if key in outputs or key in targets:
+                values.append(np.asarray(outputs[key] if key in outputs else targets[key]))
         missing = keep - sum(len(kept) for kept in images)
         if missing > 0:
             images.append(batch_images[:missing])
             if "attention" in outputs:
                 attention.append(outputs["attention"][:missing])
         progress.update(step)
-    if not probabilities:
+        num_batches_seen = step
+    if not num_batches_seen:
         raise ValueError(f"The {split} split has no image. Received: 0 batches")
-    return {
-        "probabilities": np.concatenate(probabilities),
-        "full_labels": np.concatenate(full_labels),
-        "index": np.concatenate(indices) if indices else None,
+    result = {
         "images": np.concatenate(images) if images else np.zeros((0,)),
         "attention": np.concatenate(attention) if attention else np.zeros((0,)),
     }
+    # A collected output is returned whole (an "attention" in `collect` replaces the kept rows).
+    result.update({key: np.concatenate(values) if values else None for key, values in gathered.items()})
+    return result
 
 
 def _run_model(model, images, batch_size):

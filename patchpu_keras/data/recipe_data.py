@@ -11,6 +11,8 @@ draws, flips, redraws).
 import dataclasses
 from typing import Any, Optional
 
+import numpy as np
+
 from patchpu_keras.data.mosaics import recipe_mosaics
 from patchpu_keras.data.pipeline import array_dataset, image_dataset
 from patchpu_keras.data.regimes import observe
@@ -48,6 +50,13 @@ class RecipeData:
             from observed-only data (its mAP is then an estimate).
         index: the `DatasetIndex` of data on disk, None for the mosaics.
         source: the source name ("voc", "coco", ...) or the recipe's dataset.
+        probe: batched dataset of the first `diagnostics_images` training
+            images, unshuffled and unflipped, with their observed and full
+            labels, for the per-epoch diagnostics; None when the training
+            images' full labels are unknown (own data) or not asked for.
+        probe_objects: for the probe images, `(boxes, classes)` of their
+            objects (lists of `(k, 4)` and `(k,)` arrays, for pointing), or
+            None when the data has none.
     """
 
     train: Any
@@ -60,6 +69,8 @@ class RecipeData:
     test_labels: str
     index: Optional[Any]
     source: str
+    probe: Optional[Any] = None
+    probe_objects: Optional[tuple] = None
 
     @property
     def evaluated_on(self):
@@ -102,6 +113,10 @@ def load_data(config, splits=SPLITS):
     return _disk_data(config, splits, redraw)
 
 
+def _probe_size(config, num_train):
+    return min(int(config.get("diagnostics_images") or 0), num_train)
+
+
 def _observe(config, full_labels, observed_labels=None):
     return observe(
         full_labels, config["regime"], seed=config["label_seed"],
@@ -113,9 +128,16 @@ def _mosaic_data(config, splits, redraw):
     mosaics = recipe_mosaics(config)
     train_full = mosaics[TRAIN]["full_labels"]
     test_full = mosaics[TEST]["full_labels"]
-    observed = train = test = None
+    observed = train = test = probe = probe_objects = None
     if TRAIN in splits:
         observed = _observe(config, train_full)
+        size = _probe_size(config, len(train_full))
+        if size:
+            probe = array_dataset(
+                mosaics[TRAIN]["images"][:size], observed_labels=observed[:size],
+                full_labels=train_full[:size], batch_size=config["batch_size"],
+            )
+            probe_objects = (mosaics[TRAIN]["boxes"][:size], mosaics[TRAIN]["item_classes"][:size])
         train = array_dataset(
             mosaics[TRAIN]["images"], observed_labels=observed, batch_size=config["batch_size"],
             shuffle=True, flip=config.get("flip", True), seed=config["seed"],
@@ -127,6 +149,7 @@ def _mosaic_data(config, splits, redraw):
         train=train, test=test, class_names=list(mosaics["class_names"]),
         num_train=len(train_full), num_test=len(test_full), observed_labels=observed,
         train_names=None, test_labels="full", index=None, source=config["dataset"],
+        probe=probe, probe_objects=probe_objects,
     )
 
 
@@ -135,9 +158,16 @@ def _disk_data(config, splits, redraw):
     train_split, test_split = index.splits[TRAIN], index.splits[TEST]
     image_size, batch_size = config["image_size"], config["batch_size"]
     cache = config.get("cache", False)
-    observed = train = test = None
+    observed = train = test = probe = None
     if TRAIN in splits:
         observed = _observe(config, train_split.full_labels, train_split.observed_labels)
+        size = _probe_size(config, len(train_split)) if train_split.full_labels is not None else 0
+        if size:
+            rows = np.arange(size)
+            probe = image_dataset(
+                train_split.subset(rows), observed_labels=observed[:size],
+                full_labels=train_split.full_labels[:size], image_size=image_size, batch_size=batch_size,
+            )
         pool = None
         if redraw:
             pool = train_split.full_labels if train_split.full_labels is not None else (
@@ -156,4 +186,5 @@ def _disk_data(config, splits, redraw):
         train=train, test=test, class_names=index.class_names,
         num_train=len(train_split), num_test=len(test_split), observed_labels=observed,
         train_names=train_split.names, test_labels=index.test_labels, index=index, source=index.source,
+        probe=probe,
     )

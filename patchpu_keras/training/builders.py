@@ -23,6 +23,7 @@ MODEL_DEFAULTS = {
 # Keys of the training budget, with their defaults.
 TRAINING_DEFAULTS = {
     "min_steps": None,  # at least this many steps: more epochs on small data (see training_budget)
+    "diagnostics_images": 256,  # training images scored every epoch when their full labels are known
 }
 
 __all__ = [

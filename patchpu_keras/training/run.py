@@ -16,6 +16,7 @@ from patchpu_keras.losses import StatefulLoss
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
 from patchpu_keras.models import PatchPUClassifier
 from patchpu_keras.training.builders import build_loss, build_model, build_optimizer, training_budget
+from patchpu_keras.training.diagnostics import TrainingDiagnostics
 from patchpu_keras.training.run_checkpoint import RunCheckpoint, write_json_atomically
 from patchpu_keras.visualization import attention_figure
 
@@ -96,13 +97,18 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
     if index is not None:
         report.update(data_dir=index.root, files_skipped=index.problem_counts(), data_notes=index.notes)
     checkpoint = RunCheckpoint(out_dir)
+    # Diagnostics first: the checkpoint records the logs they add.
+    callbacks = [checkpoint] if data.probe is None else [
+        TrainingDiagnostics(data.probe, config["batch_size"], data.probe_objects, config.get("theta", 0.0)),
+        checkpoint,
+    ]
     start = time.time()
     try:
         model.fit(
             data.train,
             epochs=budget.epochs,
             validation_data=data.test,
-            callbacks=[checkpoint],
+            callbacks=callbacks,
             shuffle=False,  # the dataset reshuffles itself every epoch
             verbose=verbose,
         )
