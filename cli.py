@@ -158,7 +158,10 @@ MODEL_OPTION = click.option(
 @set_option
 @click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-test].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batch_size):
+@click.option("--localization", is_flag=True,
+              help="Also score where the model looks: pointing (where the data knows its objects) "
+                   "and attention entropy.")
+def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batch_size, localization):
     """mAP, per-class AP and P/R/F1 of a saved model on a recipe's data.
 
     Writes metrics.json, per_class.csv and pr_curves.png (best and worst classes).
@@ -175,7 +178,7 @@ def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batc
     try:
         report = evaluation.evaluate(
             model, config, out, split=split, batch_size=batch_size,
-            model_path=model_path, recipe=recipe,
+            model_path=model_path, recipe=recipe, localization=localization,
         )
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 
 from patchpu_keras.data.recipe_data import TEST, load_data
+from patchpu_keras.diagnostics import DIAGNOSED_OUTPUTS
+from patchpu_keras.diagnostics import localization as localization_scores
 from patchpu_keras.inference import label_names_of, predict_labelled
 from patchpu_keras.metrics.classification import DEFAULT_THRESHOLD, classification_report
 from patchpu_keras.reports import write_reports
@@ -47,7 +49,9 @@ def evaluation_data(config, split=None, data_dir=None, batch_size=None):
         A dict with `split` (`"test"`), `dataset` (batches of `(images,
         targets)` with `full_labels`), `num_images`, `class_names` and
         `evaluated_on` (full labels, or observed labels when the test split was
-        held out of observed-only data: the mAP is then an estimate).
+        held out of observed-only data: the mAP is then an estimate) and
+        `objects` (`(boxes, classes)` of each image's objects where the data
+        has them, else None).
     """
     split = TEST if split is None else split
     if split not in HELD_OUT_NAMES:
@@ -69,6 +73,7 @@ def evaluation_data(config, split=None, data_dir=None, batch_size=None):
         "num_images": int(data.num_test),
         "class_names": list(data.class_names),
         "evaluated_on": data.evaluated_on,
+        "objects": data.test_objects,
     }
 
 
@@ -98,7 +103,7 @@ def config_differences(model_path, config):
     return differences
 
 
-def predict_split(model, data, batch_size=32, verbose=1):
+def predict_split(model, data, batch_size=32, verbose=1, collect=("probabilities",)):
     """Scores and full labels of a split (see `patchpu_keras.inference.predict_labelled`).
 
     Args:
@@ -109,9 +114,12 @@ def predict_split(model, data, batch_size=32, verbose=1):
         batch_size: int; arrays are cut into batches of this size, datasets
             come batched (padded up to it when smaller).
         verbose: 0 silent, 1 a progress bar over batches.
+        collect: model outputs to return besides the scores.
 
     Returns:
-        `(scores, full_labels)`, both `(num_images, num_labels)` numpy arrays.
+        `(scores, full_labels)`, both `(num_images, num_labels)` numpy arrays,
+        and with `collect` beyond the scores, a third item: the dict of
+        collected outputs.
     """
     if "dataset" in data:
         batches, num_batches = data["dataset"], None
@@ -130,9 +138,12 @@ def predict_split(model, data, batch_size=32, verbose=1):
             for start in range(0, len(images), batch_size)
         )
     outputs = predict_labelled(
-        model, batches, batch_size, num_batches=num_batches, verbose=verbose, split=data["split"]
+        model, batches, batch_size, num_batches=num_batches, verbose=verbose, split=data["split"],
+        collect=collect,
     )
-    return outputs["probabilities"], outputs["full_labels"]
+    if tuple(collect) == ("probabilities",):
+        return outputs["probabilities"], outputs["full_labels"]
+    return outputs["probabilities"], outputs["full_labels"], outputs
 
 
 def _with_channels(images):
@@ -141,7 +152,7 @@ def _with_channels(images):
 
 
 def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
-             threshold=DEFAULT_THRESHOLD, verbose=1, model_path=None, recipe=None):
+             threshold=DEFAULT_THRESHOLD, verbose=1, model_path=None, recipe=None, localization=False):
     """Evaluates a model on a split of a recipe's data and writes the reports.
 
     Args:
@@ -157,11 +168,15 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
         threshold: float, the fixed decision threshold.
         verbose: 0 silent, 1 a progress bar over batches.
         model_path, recipe: optional, recorded in `metrics.json`.
+        localization: bool, also score where the model looks
+            (`patchpu_keras.diagnostics.localization`): attention entropy, and
+            the pointing score where the data knows its objects.
 
     Returns:
         The report dict written to `metrics.json` (see
         `classification_report`), plus `split`, `evaluated_on`, `model`,
-        `recipe`, `backend` and `files`.
+        `recipe`, `backend`, `files` and, with `localization`, a
+        `localization` dict.
 
     Example:
     ```python
@@ -183,7 +198,10 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
             "The model's labels differ from the dataset's (names and order must match). "
             f"Expected: {names}. Received: dataset class_names={data['class_names']}"
         )
-    scores, full_labels = predict_split(model, data, batch_size=batch_size, verbose=verbose)
+    collect = DIAGNOSED_OUTPUTS if localization else ("probabilities",)
+    scores, full_labels, *outputs = predict_split(
+        model, data, batch_size=batch_size, verbose=verbose, collect=collect
+    )
     report = {
         "model": model_path,
         "recipe": recipe,
@@ -192,5 +210,10 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
         "backend": keras.backend.backend(),
         **classification_report(full_labels, scores, names, threshold=threshold),
     }
+    if localization:
+        report["localization"] = {
+            **localization_scores(model, outputs[0], full_labels, data["objects"]),
+            "objects_known": data["objects"] is not None,
+        }
     report["files"] = write_reports(report, full_labels, scores, out_dir)
     return report

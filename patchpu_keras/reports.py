@@ -93,6 +93,13 @@ def format_evaluation_report(report):
         micro, macro = averages["micro"], averages["macro"]
         lines.append(f"{name}: micro P/R/F1 {micro['precision']:.3f}/{micro['recall']:.3f}/"
                      f"{micro['f1']:.3f}, macro F1 {macro['f1']:.3f}")
+    if "localization" in report:
+        found = report["localization"]
+        parts = [f"{key} {found[key]:.3f}" for key in
+                 ("pointing", "attention_entropy_present", "attention_entropy_absent") if key in found]
+        if not found["objects_known"]:
+            parts.append("no pointing score: the data gives no object boxes")
+        lines.append("localization: " + (", ".join(parts) or "n/a for this model"))
     if "files" in report:
         lines.append(f"wrote {', '.join(report['files'].values())}")
     return "\n".join(lines)

@@ -31,10 +31,13 @@ def run_dir(trained_elsewhere, tmp_path_factory):
 
 def test_evaluate_prints_and_writes_the_models_map(run_dir, model_predict):
     result = CliRunner().invoke(
-        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--batch-size", "8"] + SET_TINY_DEMO
+        cli, ["evaluate", "--model", str(run_dir / "model.keras"), "--recipe", "demo", "--batch-size", "8",
+              "--localization"] + SET_TINY_DEMO
     )
     assert result.exit_code == 0, result.output
     metrics = json.load(open(run_dir / "eval-test" / "metrics.json"))
+    found = metrics["localization"]
+    assert f"localization: pointing {found['pointing']:.3f}, attention_entropy_present " in result.stdout
     assert f"test split, 16 images: mAP {metrics['map']:.4f}" in result.stdout
     assert "2/2" in result.stdout  # the progress bar counted both batches
     assert metrics["recipe"] == "demo" and metrics["model"] == str(run_dir / "model.keras")

@@ -156,3 +156,19 @@ def test_a_split_given_as_a_tf_data_pipeline_gives_the_same_scores(trained_model
     assert from_arrays[0].shape == (12, 10) and from_arrays[0].std(axis=0).max() > 0.005
     np.testing.assert_allclose(from_dataset[0], from_arrays[0], atol=1e-5)
     np.testing.assert_array_equal(from_dataset[1], full)
+
+
+def test_evaluate_localization_points_with_the_models_attention_on_the_mosaics_items(trained_model, tmp_path):
+    from patchpu_keras.data import load_data
+    from patchpu_keras.metrics import attention_entropy, attention_peak_boxes, pointing_score
+
+    report = evaluate(trained_model, TINY_DEMO, tmp_path / "eval", batch_size=8, verbose=0, localization=True)
+    images, full = held_out_arrays(TINY_DEMO)
+    attention = np.asarray(trained_model.predict(images.astype("float32"), verbose=0)["attention"])
+    boxes, levels = trained_model.patches.patch_boxes(trained_model.image_size, trained_model.image_size)
+    objects = load_data(TINY_DEMO, splits=("test",)).test_objects
+    expected = pointing_score(attention_peak_boxes(attention, boxes, levels), objects[0], objects[1], full)
+    found = report["localization"]
+    assert found["objects_known"] and found["pointing"] == pytest.approx(expected)
+    assert found["attention_entropy_present"] == pytest.approx(attention_entropy(attention, full)["present"], abs=1e-5)
+    assert json.load(open(tmp_path / "eval" / "metrics.json"))["localization"] == found

@@ -57,6 +57,7 @@ class RecipeData:
         probe_objects: for the probe images, `(boxes, classes)` of their
             objects (lists of `(k, 4)` and `(k,)` arrays, for pointing), or
             None when the data has none.
+        test_objects: the same for the held-out images, or None.
     """
 
     train: Any
@@ -71,6 +72,7 @@ class RecipeData:
     source: str
     probe: Optional[Any] = None
     probe_objects: Optional[tuple] = None
+    test_objects: Optional[tuple] = None
 
     @property
     def evaluated_on(self):
@@ -150,6 +152,7 @@ def _mosaic_data(config, splits, redraw):
         num_train=len(train_full), num_test=len(test_full), observed_labels=observed,
         train_names=None, test_labels="full", index=None, source=config["dataset"],
         probe=probe, probe_objects=probe_objects,
+        test_objects=(mosaics[TEST]["boxes"], mosaics[TEST]["item_classes"]),
     )
 
 
