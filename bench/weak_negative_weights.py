@@ -17,13 +17,12 @@ import os
 import sys
 
 import click
-import keras
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from patchpu_keras.data.mosaics import recipe_mosaics  # noqa: E402
-from patchpu_keras.losses import weak_negative_targets  # noqa: E402
+from patchpu_keras.diagnostics import weak_negative_diagnostics  # noqa: E402
 from patchpu_keras.models import load_model  # noqa: E402
 
 
@@ -39,15 +38,15 @@ def main(run_dir, images):
     full = mosaics["train"]["full_labels"][:images]
     model = load_model(os.path.join(run_dir, "model.keras"))
     outputs = model.predict(mosaics["train"]["images"][:images, ..., None], batch_size=16, verbose=0)
-    weights = keras.ops.convert_to_numpy(weak_negative_targets(observed, outputs["label_embeddings"]))
+    found = weak_negative_diagnostics(outputs, observed, full, theta=config.get("theta", 0.0))
     probabilities = np.asarray(outputs["probabilities"])
-    true_negative = (observed == 0) & (full == 0)
-    hidden_positive = (observed == 0) & (full == 1)
+    unknown = observed == 0
     click.echo(
-        f"{run_dir}: {images} training mosaics; mean weight {weights[true_negative].mean():.3f} on "
-        f"{true_negative.sum()} true negatives, {weights[hidden_positive].mean():.3f} on "
-        f"{hidden_positive.sum()} hidden positives; mean probability "
-        f"{probabilities[true_negative].mean():.3f} and {probabilities[hidden_positive].mean():.3f}"
+        f"{run_dir}: {images} training mosaics; mean weight {found['wn_weight_true_negative']:.3f} on "
+        f"{(unknown & (full == 0)).sum()} true negatives, {found['wn_weight_hidden_positive']:.3f} on "
+        f"{(unknown & (full == 1)).sum()} hidden positives (AUC {found['wn_weight_auc']:.3f}); mean "
+        f"probability {probabilities[unknown & (full == 0)].mean():.3f} and "
+        f"{probabilities[unknown & (full == 1)].mean():.3f} (AUC {found['probability_auc']:.3f})"
     )
 
 
