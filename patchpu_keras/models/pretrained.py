@@ -42,6 +42,8 @@ def normalize_images(images, preprocessing):
         A tensor of the same shape.
     """
     check_preprocessing(preprocessing)
+    if isinstance(images, np.ndarray):
+        images = ops.convert_to_tensor(images)
     if preprocessing == "unit":
         return images
     if preprocessing == "caffe":
