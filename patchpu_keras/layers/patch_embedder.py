@@ -35,7 +35,8 @@ class PatchEmbedder(keras.layers.Layer):
 
     Call arguments:
         patches: float tensor `(batch, num_patches, p, p, channels)`, values
-            scaled to [0, 1].
+            scaled as the weights expect (the model's `preprocessing`: [0, 1]
+            from scratch, ImageNet-normalised for EfficientNet-B0's weights).
         training: bool, for batch norm and drop-connect.
 
     Returns:
@@ -117,6 +118,40 @@ class PatchEmbedder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.embedding_dim)
+
+    def efficientnet_b0_layer_names(self):
+        """`(sublayer, name)` pairs: each convolution and batch norm of the embedder
+        with the name of its counterpart in `keras.applications.EfficientNetB0`."""
+        pairs = [(self.stem_conv, "stem_conv"), (self.stem_bn, "stem_bn")]
+        for block in self.blocks:
+            for sub in (
+                block.expand_conv, block.expand_bn, block.depthwise_conv, block.depthwise_bn,
+                block.se_reduce, block.se_expand, block.project_conv, block.project_bn,
+            ):
+                if sub is not None:
+                    pairs.append((sub, f"{block.name}_{sub.name}"))
+        return pairs
+
+    def copy_efficientnet_b0_weights(self, efficientnet):
+        """Copies the weights of an `EfficientNetB0` up to `block3b_add` (not the projection).
+
+        Args:
+            efficientnet: a built `keras.applications.EfficientNetB0` (any input
+                size, with or without top).
+        """
+        if not self.built:
+            raise ValueError(
+                "Build the embedder before copying weights into it. Received: built=False"
+            )
+        for sublayer, name in self.efficientnet_b0_layer_names():
+            weights = efficientnet.get_layer(name).get_weights()
+            expected = [tuple(w.shape) for w in sublayer.get_weights()]
+            if [tuple(w.shape) for w in weights] != expected:
+                raise ValueError(
+                    f"EfficientNet-B0 layer {name!r} does not match the embedder's "
+                    f"(shapes {expected}). Received: shapes {[tuple(w.shape) for w in weights]}"
+                )
+            sublayer.set_weights(weights)
 
     def get_config(self):
         config = super().get_config()

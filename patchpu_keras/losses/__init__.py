@@ -18,6 +18,11 @@ from patchpu_keras.losses.expected_positive_regularization import (
     expected_positive_regularization,
 )
 from patchpu_keras.losses.full_bce import FullBCE, full_bce
+from patchpu_keras.losses.generalized_robust import (
+    GeneralizedRobust,
+    generalized_robust,
+    missing_label_weights,
+)
 from patchpu_keras.losses.large_loss import LargeLoss, large_loss, large_loss_selection
 from patchpu_keras.losses.loss_state import LossState
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
@@ -38,6 +43,7 @@ __all__ = [
     "ExpectedNegativeConsistency",
     "ExpectedPositiveRegularization",
     "FullBCE",
+    "GeneralizedRobust",
     "LOSSES",
     "LargeLoss",
     "LossState",
@@ -53,8 +59,10 @@ __all__ = [
     "expected_positive_regularization",
     "full_bce",
     "build_loss",
+    "generalized_robust",
     "large_loss",
     "large_loss_selection",
+    "missing_label_weights",
     "role",
     "weak_assume_negative",
     "weak_negative",

@@ -7,6 +7,7 @@ from patchpu_keras.labels import FULL_LABELS, INDEX, OBSERVED_LABELS
 from patchpu_keras.losses.loss_state_callback import LossStateCallback
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
 from patchpu_keras.losses.stateful_loss import StatefulLoss
+from patchpu_keras.models.pretrained import check_preprocessing, normalize_images
 
 
 class MultiLabelModel(keras.Model):
@@ -17,7 +18,8 @@ class MultiLabelModel(keras.Model):
 
     - Inputs: images `(batch, height, width, channels)`, values in [0, 255],
       any numeric dtype; 1 or 2 channels are repeated to RGB, alpha is dropped,
-      any size other than `image_size x image_size` is resized bilinearly.
+      any size other than `image_size x image_size` is resized bilinearly,
+      then scaled as `preprocessing` says (saved with the model).
     - Targets: observed labels (+1 / 0 / -1) or a dict with `observed_labels`,
       `full_labels` ({0, 1}) and `index` (`patchpu_keras.labels`).
     - `compute_loss` hands the whole output dict to losses of
@@ -33,10 +35,17 @@ class MultiLabelModel(keras.Model):
         label_names: optional list of L distinct names, saved with the model.
         loss_state: optional `LossState` (or its serialized config) of a stateful
             loss, built by `loss.make_state(observed_labels)`.
+        preprocessing: input scaling, one of
+            `patchpu_keras.models.pretrained.PREPROCESSING`: `"unit"` ([0, 1],
+            from scratch), `"caffe"` (ImageNet ResNet-50) or `"torch"` (ImageNet
+            EfficientNet-B0).
     """
 
-    def __init__(self, num_labels, image_size, label_names=None, loss_state=None, **kwargs):
+    def __init__(
+        self, num_labels, image_size, label_names=None, loss_state=None, preprocessing="unit", **kwargs
+    ):
         super().__init__(**kwargs)
+        check_preprocessing(preprocessing)
         if int(num_labels) != num_labels or num_labels < 1:
             raise ValueError(f"`num_labels` must be an integer >= 1. Received: num_labels={num_labels}")
         if label_names is not None:
@@ -57,13 +66,14 @@ class MultiLabelModel(keras.Model):
         self.image_size = int(image_size)
         self.label_names = label_names
         self.loss_state = loss_state
+        self.preprocessing = preprocessing
 
     def build(self, input_shape=None):
         # Sublayers are built in __init__ (every shape is known from the config).
         self.built = True
 
     def prepare_images(self, images):
-        """Images as float RGB in [0, 1] of size `image_size`."""
+        """Images as float RGB of size `image_size`, scaled as `preprocessing` says."""
         x = ops.cast(images, self.compute_dtype)
         channels = x.shape[-1]
         if channels in (1, 2):
@@ -83,7 +93,7 @@ class MultiLabelModel(keras.Model):
             )
         if tuple(x.shape[1:3]) != (self.image_size, self.image_size):
             x = ops.image.resize(x, (self.image_size, self.image_size), interpolation="bilinear")
-        return x / 255.0
+        return normalize_images(x / 255.0, self.preprocessing)
 
     # === Training ===
 
@@ -170,5 +180,6 @@ class MultiLabelModel(keras.Model):
                 if self.loss_state is None
                 else keras.saving.serialize_keras_object(self.loss_state)
             ),
+            "preprocessing": self.preprocessing,
         }
 

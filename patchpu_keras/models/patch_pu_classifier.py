@@ -1,3 +1,5 @@
+import os
+
 import keras
 
 from patchpu_keras.layers import (
@@ -7,6 +9,7 @@ from patchpu_keras.layers import (
     SoftmaxLabelClassifier,
 )
 from patchpu_keras.layers.label_codebook_attention import PAPER_EXACT
+from patchpu_keras.models import pretrained
 from patchpu_keras.models.multi_label_model import MultiLabelModel
 
 
@@ -55,6 +58,18 @@ class PatchPUClassifier(MultiLabelModel):
         seed: optional int, seed of the patch subsampling.
         loss_state: optional `LossState` of a stateful loss (ROLE, LL, EN + CL,
             EM + APL), from `loss.make_state(observed_labels)`.
+        embedder_weights: `None` (from scratch, as in the paper), `"imagenet"`
+            (Keras' ImageNet EfficientNet-B0, downloaded the first time;
+            without network, an error says how to make a local file) or the
+            path of a `.weights.h5` / `.h5` file of an EfficientNet-B0 (with or
+            without top), loaded offline. Its stem and blocks up to
+            `block3b_add` are copied into the embedder; the projection, the
+            attention and the classifier start from scratch. Only read when the
+            model is built: loading a saved model never downloads.
+        preprocessing: input scaling; defaults to what the embedder's weights
+            expect: `"torch"` (ImageNet mean and std) for Keras' ImageNet
+            EfficientNet-B0, `"unit"` ([0, 1]) from scratch. Saved with the
+            model.
 
     Call arguments:
         images: `(batch, height, width, channels)` tensor, values in [0, 255].
@@ -100,10 +115,23 @@ class PatchPUClassifier(MultiLabelModel):
         label_names=None,
         seed=None,
         loss_state=None,
+        embedder_weights=None,
+        preprocessing=None,
         **kwargs,
     ):
+        if embedder_weights is not None and embedder_weights != pretrained.IMAGENET:
+            embedder_weights = os.fspath(embedder_weights)
+        efficientnet = None
+        if embedder_weights is not None:
+            # Any input size holds the same weights; 32 is the smallest Keras accepts.
+            efficientnet = pretrained.application(
+                keras.applications.EfficientNetB0, embedder_weights, "embedder_weights", (32, 32, 3)
+            )
+            if preprocessing is None:
+                preprocessing = pretrained.efficientnet_b0_preprocessing(efficientnet)
         super().__init__(
-            num_labels, image_size, label_names=label_names, loss_state=loss_state, **kwargs
+            num_labels, image_size, label_names=label_names, loss_state=loss_state,
+            preprocessing=preprocessing or "unit", **kwargs,
         )
         self.patch_size = int(patch_size)
         self.stride = int(stride) if stride is not None else int(patch_size)
@@ -117,6 +145,7 @@ class PatchPUClassifier(MultiLabelModel):
         self.max_patches_per_resolution = max_patches_per_resolution
         self.drop_connect_rate = drop_connect_rate
         self.seed = seed
+        self.embedder_weights = embedder_weights
 
         # === Layers ===
         self.patches = MultiResolutionPatches(
@@ -149,6 +178,8 @@ class PatchPUClassifier(MultiLabelModel):
         self.embedder.build((None, num_patches, self.patch_size, self.patch_size, 3))
         self.attention.build((None, num_patches, embedding_dim))
         self.classifier.build((None, num_labels, embedding_dim))
+        if efficientnet is not None:
+            self.embedder.copy_efficientnet_b0_weights(efficientnet)
         self.built = True
 
     @property
@@ -185,14 +216,21 @@ class PatchPUClassifier(MultiLabelModel):
             "max_patches_per_resolution": self.max_patches_per_resolution,
             "drop_connect_rate": self.drop_connect_rate,
             "seed": self.seed,
+            "embedder_weights": self.embedder_weights,
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         # A model saved before the attention arguments existed is the paper-exact one.
         legacy = {
             "attention_score_scale": PAPER_EXACT["score_scale"],
             "attention_learn_temperature": PAPER_EXACT["learn_temperature"],
             "codebook_init_mode": PAPER_EXACT["codebook_init_mode"],
         }
-        return super().from_config({**legacy, **config})
+        # The weights come from the saved file (or start fresh, for a clone): the
+        # source is kept as a record only, never downloaded or read again.
+        config = {**legacy, **config}
+        source = config.pop("embedder_weights", None)
+        model = cls(**config)
+        model.embedder_weights = source
+        return model
