@@ -85,5 +85,45 @@ def test_every_recipe_trains_every_loss_with_set_loss_alone_or_names_the_key(nam
             config = recipes.apply_overrides(recipes.load(name), [f"loss={loss}", "expected_positives=1.5"])
             assert build_loss(config).expected_positives == 1.5
         assert isinstance(build_loss(config), keras.losses.Loss), loss
-    # Only own data (custom_wn) leaves k unknown; the paper's datasets and the demo state it.
-    assert (recipes.load(name)["expected_positives"] is None) == (name == "custom_wn")
+    # Only own data (custom_wn*) leaves k unknown; the paper's datasets and the demo state it.
+    assert (recipes.load(name)["expected_positives"] is None) == name.startswith("custom_wn")
+
+
+# The peers' protocol (docs/peers_protocol.md): method -> (loss, boost_lu_alpha, head multiplier,
+# batch per dataset, epochs, reported mAP per dataset).
+PEERS = {
+    "an": ("assume_negative", None, 10.0, (16, 16), 10, ("85.89", "64.92")),
+    "ll_r": ("ll_r", None, 10.0, (16, 16), 10, ("89.2", "71.0")),
+    "ll_r_boostlu": ("ll_r", 5.0, 10.0, (16, 16), 10, ("89.29", "72.89")),
+    "em_apl": ("em_apl", None, 1.0, (8, 16), 10, ("89.19", "70.87")),
+    "gr": ("generalized_robust", None, 10.0, (8, 8), 8, ("89.8", "73.2")),
+}
+
+
+@pytest.mark.parametrize("method", sorted(PEERS))
+def test_peers_protocol_recipes_state_the_papers_settings(method):
+    loss, alpha, head, batches, epochs, reported = PEERS[method]
+    for (prefix, dataset), batch, number in zip(DATASETS.items(), batches, reported):
+        name = f"{prefix}_peers_{method}"
+        config = recipes.load(name)
+        expected = {
+            "dataset": dataset[0], "model": "cam", "backbone": "resnet50", "backbone_weights": "imagenet",
+            "image_size": 448, "optimizer": "adam", "learning_rate": 1e-5, "weight_decay": 0.0,
+            "lr_decay_rate": 1.0, "loss": loss, "boost_lu_alpha": alpha, "head_lr_multiplier": head,
+            "batch_size": batch, "epochs": epochs, "regime": "single_positive", "label_seed": 1200,
+        }
+        assert {key: config[key] for key in expected} == expected, name
+        doc = " ".join(recipes._module(name).__doc__.split())
+        assert f"python cli.py train --recipe {name} --data-dir" in doc
+        assert f"reported mAP {number})" in doc and f"Reported test mAP: {number} (" in doc
+        built = build_loss(config)
+        if loss == "generalized_robust":
+            assert built.num_epochs == epochs
+
+
+def test_imagenet_variants_of_the_patch_recipes_differ_only_in_the_embedders_weights():
+    for name in ("voc_wn", "coco_wn", "custom_wn"):
+        plain, pretrained = recipes.load(name), recipes.load(f"{name}_imagenet")
+        assert pretrained["embedder_weights"] == "imagenet" and plain["embedder_weights"] is None
+        assert {k: v for k, v in pretrained.items() if k != "embedder_weights"} == {
+            k: v for k, v in plain.items() if k != "embedder_weights"}

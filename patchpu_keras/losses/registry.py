@@ -18,6 +18,7 @@ from patchpu_keras.losses.entropy_maximization import EntropyMaximization
 from patchpu_keras.losses.expected_negative_consistency import ExpectedNegativeConsistency
 from patchpu_keras.losses.expected_positive_regularization import ExpectedPositiveRegularization
 from patchpu_keras.losses.full_bce import FullBCE
+from patchpu_keras.losses.generalized_robust import GeneralizedRobust
 from patchpu_keras.losses.large_loss import LargeLoss
 from patchpu_keras.losses.role import ROLE
 from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative
@@ -96,6 +97,10 @@ LOSSES = {
             momentum=c["en_momentum"], threshold=c["en_threshold"], weight=c["en_weight"]),
         {"en_momentum": 0.9, "en_threshold": 0.5, "en_weight": 1.0},
         "EN + CL: expected negatives with consistency (reconstructed)"),
+    "generalized_robust": LossEntry(
+        lambda c: GeneralizedRobust(num_epochs=c["epochs"], q2=c["gr_q2"], q3=c["gr_q3"]),
+        {"gr_q2": 0.01, "gr_q3": 1.0},
+        "GR-Loss: generalized robust loss with epoch schedules (Chen et al. 2024)"),
 }
 
 # Keys read by more than one loss must agree on their default.

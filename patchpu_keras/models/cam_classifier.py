@@ -127,6 +127,10 @@ class CAMClassifier(MultiLabelModel):
         self.cam_head.build(self.backbone.output.shape)
         self.built = True
 
+    def head_layers(self):
+        """The 1x1 convolution to the class activation maps (see `MultiLabelModel.head_layers`)."""
+        return [self.cam_head]
+
     def call(self, images, training=None):
         features = self.backbone(self.prepare_images(images), training=training)
         cam = self.cam_head(features)

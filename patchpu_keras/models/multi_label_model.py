@@ -97,6 +97,14 @@ class MultiLabelModel(keras.Model):
 
     # === Training ===
 
+    def head_layers(self):
+        """The layers after the (possibly pretrained) feature extractor.
+
+        `training.build_optimizer` gives their variables `head_lr_multiplier`
+        times the learning rate, as the peers fine-tune an ImageNet backbone.
+        """
+        raise NotImplementedError
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         labels = label_utils.unpack_labels(y, self.num_labels)
         loss = self.loss

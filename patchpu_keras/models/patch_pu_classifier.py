@@ -187,6 +187,10 @@ class PatchPUClassifier(MultiLabelModel):
         """Patches per image at inference."""
         return self.patches.num_patches(self.image_size, self.image_size)
 
+    def head_layers(self):
+        """Label pooling and classifier, all but the patch embedder (see `MultiLabelModel.head_layers`)."""
+        return [self.attention, self.classifier]
+
     def call(self, images, training=None):
         x = self.prepare_images(images)
         patches = self.patches(x, training=training)

@@ -1,19 +1,22 @@
 import keras
 
+from patchpu_keras.optimizers.learning_rate_multipliers import LearningRateMultipliers
+
 
 @keras.saving.register_keras_serializable(package="patchpu_keras")
-class Lamb(keras.optimizers.Lamb):
+class Lamb(LearningRateMultipliers, keras.optimizers.Lamb):
     """`keras.optimizers.Lamb` with per-variable learning-rate multipliers.
 
     ROLE trains its table of label estimates with 10 times the model's
-    learning rate (Cole et al. 2021). Variables whose name is a key of
-    `learning_rate_multipliers` get `learning_rate * multiplier`; all others the
+    learning rate (Cole et al. 2021). Variables matching a key of
+    `learning_rate_multipliers` (a variable name or the end of its path, see
+    `LearningRateMultipliers`) get `learning_rate * multiplier`; all others the
     plain learning rate. Works on every backend (Keras' LAMB has no
     backend-specific fused path, so every update goes through `update_step`).
 
     Args:
         learning_rate: float or schedule.
-        learning_rate_multipliers: dict `variable name -> float`.
+        learning_rate_multipliers: dict `variable name or path -> float`.
         **kwargs: the arguments of `keras.optimizers.Lamb` (e.g. `weight_decay`).
 
     Example:
@@ -22,12 +25,6 @@ class Lamb(keras.optimizers.Lamb):
     """
 
     def __init__(self, learning_rate=0.001, learning_rate_multipliers=None, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.learning_rate_multipliers = dict(learning_rate_multipliers or {})
-
-    def update_step(self, gradient, variable, learning_rate):
-        multiplier = self.learning_rate_multipliers.get(variable.name, 1.0)
-        super().update_step(gradient, variable, learning_rate * multiplier)
-
-    def get_config(self):
-        return {**super().get_config(), "learning_rate_multipliers": self.learning_rate_multipliers}
+        super().__init__(
+            learning_rate=learning_rate, learning_rate_multipliers=learning_rate_multipliers, **kwargs
+        )

@@ -12,19 +12,24 @@ import keras
 
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
 from patchpu_keras.models import CAMClassifier, PatchPUClassifier
-from patchpu_keras.optimizers import Lamb
+from patchpu_keras.optimizers import Adam, Lamb
 
 # Keys `build_model` reads for the compared models, with their defaults.
 MODEL_DEFAULTS = {
     "model": "patch",  # "cam": CAMClassifier
     "backbone": "resnet50",  # CAM backbone: "resnet50" or "tiny"
     "boost_lu_alpha": None,  # 5: BoostLU (Kim et al. 2023)
+    "backbone_weights": None,  # CAM: None (from scratch), "imagenet" or a local weights file
+    "embedder_weights": None,  # patch model: None (from scratch), "imagenet" or a local weights file
 }
 # Keys of the training budget, with their defaults.
 TRAINING_DEFAULTS = {
     "min_steps": None,  # at least this many steps: more epochs on small data (see training_budget)
     "diagnostics_images": 256,  # training images scored every epoch when their full labels are known
+    "optimizer": "lamb",  # the paper's; "adam" for the single-positive peers' protocol
+    "head_lr_multiplier": 1.0,  # learning rate of the model's head layers over the rest (peers: 10)
 }
+OPTIMIZERS = {"lamb": Lamb, "adam": Adam}
 
 __all__ = [
     "MODEL_DEFAULTS",
@@ -101,6 +106,7 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
             boost_lu_alpha=config.get("boost_lu_alpha"),
             label_names=label_names,
             loss_state=loss_state,
+            backbone_weights=config.get("backbone_weights"),
         )
     if config.get("model", "patch") != "patch":
         raise ValueError(f"`model` must be 'patch' or 'cam'. Received: model={config['model']!r}")
@@ -117,17 +123,25 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
         label_names=label_names,
         seed=config["seed"],
         loss_state=loss_state,
+        embedder_weights=config.get("embedder_weights"),
     )
 
 
-def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None):
-    """LAMB whose learning rate is multiplied by `lr_decay_rate` every `lr_decay_epochs`.
+def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, model=None):
+    """LAMB (or Adam) whose learning rate is multiplied by `lr_decay_rate` every `lr_decay_epochs`.
 
-    The paper (sec. 4.1.2): lr 1e-3 halved every 5 epochs, weight decay 1e-4.
-    A stateful loss's trainable tables get its learning-rate multipliers (ROLE:
-    10x) and no weight decay. `lr_decay_steps` (from `training_budget`)
-    replaces `lr_decay_epochs * steps_per_epoch` when given.
+    The paper (sec. 4.1.2): LAMB, lr 1e-3 halved every 5 epochs, weight decay
+    1e-4. A stateful loss's trainable tables get its learning-rate multipliers
+    (ROLE: 10x) and no weight decay. `lr_decay_steps` (from `training_budget`)
+    replaces `lr_decay_epochs * steps_per_epoch` when given. With
+    `head_lr_multiplier` other than 1, the variables of `model.head_layers()`
+    train at that multiple of the learning rate (the peers: Adam at 1e-5, the
+    last layer at 1e-4).
     """
+    if config.get("optimizer", "lamb") not in OPTIMIZERS:
+        raise ValueError(
+            f"Unknown optimizer. Expected one of {sorted(OPTIMIZERS)}. Received: optimizer={config['optimizer']!r}"
+        )
     if lr_decay_steps is None:
         lr_decay_steps = int(config["lr_decay_epochs"] * steps_per_epoch)
     schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -136,10 +150,20 @@ def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None):
         decay_rate=config["lr_decay_rate"],
         staircase=True,
     )
-    multipliers = dict(getattr(loss, "learning_rate_multipliers", {}))
-    optimizer = Lamb(
-        schedule, weight_decay=config["weight_decay"], learning_rate_multipliers=multipliers
+    loss_multipliers = dict(getattr(loss, "learning_rate_multipliers", {}))
+    multipliers = dict(loss_multipliers)
+    head_multiplier = config.get("head_lr_multiplier", 1.0)
+    if head_multiplier != 1.0:
+        if model is None:
+            raise ValueError(
+                "`head_lr_multiplier` needs the model whose head it speeds up. "
+                f"Received: head_lr_multiplier={head_multiplier}, model=None"
+            )
+        for layer in model.head_layers():
+            multipliers.update({variable.path: head_multiplier for variable in layer.trainable_variables})
+    optimizer = OPTIMIZERS[config.get("optimizer", "lamb")](
+        schedule, weight_decay=config["weight_decay"] or None, learning_rate_multipliers=multipliers
     )
-    if multipliers:
-        optimizer.exclude_from_weight_decay(var_names=list(multipliers))
+    if loss_multipliers:  # a loss's own tables (ROLE's estimates) are not decayed
+        optimizer.exclude_from_weight_decay(var_names=list(loss_multipliers))
     return optimizer

@@ -75,7 +75,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4):
     loss_state = loss.make_state(observed) if isinstance(loss, StatefulLoss) else None
     model = build_model(config, num_labels, label_names=class_names, loss_state=loss_state)
     model.compile(
-        optimizer=build_optimizer(config, budget.steps_per_epoch, loss, budget.lr_decay_steps),
+        optimizer=build_optimizer(config, budget.steps_per_epoch, loss, budget.lr_decay_steps, model=model),
         loss=loss,
         metrics=[MeanAveragePrecision(num_labels, capacity=data.num_test)],
         jit_compile=keras.backend.backend() == "jax",
