@@ -93,6 +93,8 @@ RUNS = [
     ("LL-Cp", "patch", {"loss": "ll_cp"}),
     ("EM + APL", "patch", {"loss": "em_apl"}),
     ("WN (the patch paper)", "patch", {"loss": "weak_negative"}),
+    ("GR-Loss", "patch", {"loss": "generalized_robust"}),
+    ("WN, ImageNet patch embedder", "patch", {"loss": "weak_negative", "embedder_weights": "imagenet"}),
     ("BCE, full labels (upper bound)", "cam", {"loss": "full_bce", "regime": "full"}),
     ("AN", "cam", {"loss": "assume_negative"}),
     ("LL-R + BoostLU", "cam", {"loss": "ll_r", "boost_lu_alpha": 5.0}),
@@ -107,7 +109,21 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 def run_name(model, overrides, seed):
     parts = [model, overrides["loss"]] + (["boostlu"] if overrides.get("boost_lu_alpha") else [])
+    parts += ["pretrained"] if overrides.get("embedder_weights") else []
     return "-".join(parts) + f"-seed{seed}"
+
+
+def pretrained_weights_missing(weights):
+    """Why a row initialised from `weights` cannot run here, or None when it can."""
+    from patchpu_keras.models import pretrained
+
+    if weights != pretrained.IMAGENET:
+        return None if os.path.isfile(weights) else f"no weights file {weights}"
+    if pretrained._in_keras_cache(pretrained.CACHED_FILES["EfficientNetB0"]) or pretrained.weights_host_reachable():
+        return None
+    return ("Keras' ImageNet EfficientNet-B0 weights are not cached and cannot be downloaded; "
+            "pass --embedder-weights PATH (a file saved with "
+            "keras.applications.EfficientNetB0(weights='imagenet').save_weights)")
 
 
 def mean_labels_per_image(config):
@@ -228,7 +244,9 @@ def paired_gaps(rows, model="patch"):
 @click.option("--set", "assignments", multiple=True, help="Extra recipe overrides for every run.")
 @click.option("--benchmark", "benchmark_name", type=click.Choice(sorted(BENCHMARKS)), default="half_scale",
               show_default=True, help="The demo recipe's changes: see BENCHMARKS.")
-def main(out, seeds, only, loss_names, jobs, assignments, benchmark_name):
+@click.option("--embedder-weights", default="imagenet", show_default=True,
+              help="Weights of the pretrained patch embedder row: imagenet or a local file.")
+def main(out, seeds, only, loss_names, jobs, assignments, benchmark_name, embedder_weights):
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     demo = recipes.load("demo")
@@ -242,12 +260,18 @@ def main(out, seeds, only, loss_names, jobs, assignments, benchmark_name):
     seed_list = [int(s) for s in seeds.split(",")]
     env = {**os.environ, **(ONE_THREAD if jobs > 1 else {})}
 
-    rows = [
-        {"method": method, "model": model, "overrides": overrides, "runs": [],
-         "num_seeds": len(seed_list), "num_parameters": None}
-        for method, model, overrides in RUNS
-        if model in models and (loss_names is None or overrides["loss"] in loss_names.split(","))
-    ]
+    rows = []
+    for method, model, overrides in RUNS:
+        if model not in models or (loss_names is not None and overrides["loss"] not in loss_names.split(",")):
+            continue
+        if overrides.get("embedder_weights"):
+            overrides = {**overrides, "embedder_weights": embedder_weights}
+            missing = pretrained_weights_missing(embedder_weights)
+            if missing:
+                print(f"skipped {method}: {missing}", flush=True)
+                continue
+        rows.append({"method": method, "model": model, "overrides": overrides, "runs": [],
+                     "num_seeds": len(seed_list), "num_parameters": None})
     jobs_to_run, start = [], time.time()
     for row in rows:
         for seed in seed_list:
