@@ -24,7 +24,8 @@ single positives known) and as many test mosaics:
   learned temperature.
 
 Writes `attention_study.json` into the run directory. `table` prints one row per
-run. Results and their reading: docs/attention.md.
+run. `diagnose RUN_DIR` prints where the attention goes level by level and how
+well other similarities than eq. (7)'s would separate. Results and their reading: docs/attention.md.
 """
 
 import glob
@@ -47,6 +48,7 @@ from patchpu_keras.losses import weak_negative_targets  # noqa: E402
 from patchpu_keras.metrics import (  # noqa: E402
     attention_entropy,
     attention_peak_boxes,
+    normalized_attention_entropy,
     pointing_chance,
     pointing_score,
 )
@@ -135,20 +137,94 @@ def table(run_dirs):
         click.echo(f"| {os.path.basename(run_dir)} | " + " | ".join(cells) + " |")
 
 
+@main.command()
+@click.argument("run_dir")
+@click.option("--images", default=400, show_default=True, help="Training mosaics measured.")
+def diagnose(run_dir, images):
+    """Where a run's attention goes, level by level, and which similarities separate.
+
+    Prints the attention mass of each level, pointing at each level, the
+    normalised entropy of an ideal attention (uniform over the patches, of every
+    level, that overlap the label's items), the share of a present label's
+    level-0 attention on its own patches, and the AUC (hidden positives vs true
+    negatives) of eq. (7)'s cosine computed on other representations.
+    """
+    config = json.load(open(os.path.join(run_dir, "report.json")))["config"]
+    data = recipe_mosaics(config, num_test=1)["train"]
+    observed = _single_positives(run_dir, config, data)[:images]
+    full = data["full_labels"][:images]
+    model = load_model(os.path.join(run_dir, "model.keras"))
+    x = data["images"][:images, ..., None]
+    outputs = model.predict(x, batch_size=16, verbose=0)
+    attention = np.asarray(outputs["attention"])
+    embeddings = np.asarray(outputs["label_embeddings"])
+    boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
+    objects = (data["boxes"][:images], data["item_classes"][:images])
+    for level in sorted(set(levels.tolist())):
+        mass = attention[..., levels == level].sum(-1)
+        pointing = pointing_score(attention_peak_boxes(attention, boxes, levels, level), *objects, full)
+        click.echo(
+            f"level {level} ({(levels == level).sum()} patches): attention mass {mass[full > 0].mean():.3f} "
+            f"(present) {mass[full == 0].mean():.3f} (absent), pointing {pointing:.3f}"
+        )
+    ideal, own_share = [], []
+    for image in range(images):
+        for label in np.flatnonzero(full[image]):
+            own = objects[0][image][objects[1][image] == label]
+            on = np.array([
+                any(min(b[2], o[2]) > max(b[0], o[0]) and min(b[3], o[3]) > max(b[1], o[1]) for o in own)
+                for b in boxes
+            ])
+            ideal.append(normalized_attention_entropy(on / on.sum()))
+            level0 = attention[image, label, levels == 0]
+            own_share.append(level0[on[levels == 0]].sum() / level0.sum())
+    click.echo(f"entropy of the ideal attention (uniform on the label's patches): {np.mean(ideal):.3f}")
+    click.echo(f"share of a present label's level-0 attention on its own patches: {np.mean(own_share):.3f}")
+    patch_embeddings = np.concatenate([
+        keras.ops.convert_to_numpy(
+            model.embedder(model.patches(model.prepare_images(x[i:i + 50]), training=False), training=False)
+        )
+        for i in range(0, images, 50)
+    ])
+    pooled = np.einsum("bln,bnf->blf", attention, patch_embeddings)
+    positive = observed.argmax(-1)
+    rows = np.arange(images)
+    hidden = (observed == 0) & (full == 1)
+    negative = (observed == 0) & (full == 0)
+
+    def separation(similarity):
+        truth = np.r_[np.ones(hidden.sum()), np.zeros(negative.sum())]
+        return roc_auc_score(truth, -np.r_[similarity[hidden], similarity[negative]])
+
+    def cosine_to_positive(vectors):
+        vectors = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+        return np.einsum("blf,bf->bl", vectors, vectors[rows, positive])
+
+    overlap = np.minimum(attention, attention[rows, positive][:, None, :]).sum(-1)
+    for name, similarity in (
+        ("cosine of label embeddings (eq. 7)", cosine_to_positive(embeddings)),
+        ("cosine of pooled A E_patch (before the MLP)", cosine_to_positive(pooled)),
+        ("cosine of label embeddings minus their mean", cosine_to_positive(embeddings - embeddings.mean((0, 1)))),
+        ("attention overlap sum_i min(a_l, a_k)", overlap),
+    ):
+        click.echo(f"WN-style AUC, {name}: {separation(similarity):.3f}")
+
+
+def _single_positives(run_dir, config, data):
+    if config["regime"] == "single_positive":
+        return np.load(os.path.join(run_dir, "observed_labels.npz"))["observed_labels"]
+    # A run trained on more labels (e.g. the full-label bound) is scored on the
+    # demo's single-positive draw, to compare WN's weights across runs.
+    return observe(data["full_labels"], "single_positive", seed=config["label_seed"])
+
+
 def _evaluate(run_dir, images, variant):
     report = json.load(open(os.path.join(run_dir, "report.json")))
     config = report["config"]
     if config.get("data_dir") is not None or config["dataset"] != "fashion_mnist_mosaics":
         raise click.ClickException(f"Expected a run of the built-in mosaics. Received: {run_dir}")
     mosaics = recipe_mosaics(config, num_test=images)
-    if config["regime"] == "single_positive":
-        observed = np.load(os.path.join(run_dir, "observed_labels.npz"))["observed_labels"][:images]
-    else:
-        # A run trained on more labels (e.g. the full-label bound) is scored on
-        # the demo's single-positive draw, to compare WN's weights across runs.
-        observed = observe(
-            mosaics["train"]["full_labels"], "single_positive", seed=config["label_seed"]
-        )[:images]
+    observed = _single_positives(run_dir, config, mosaics["train"])[:images]
     model = load_model(os.path.join(run_dir, "model.keras"))
     boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
     result = {
