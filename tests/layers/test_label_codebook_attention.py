@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy.special import softmax
 
 from patchpu_keras.layers import LabelCodebookAttention, SoftmaxLabelClassifier
@@ -93,8 +94,6 @@ def test_configs_saved_before_the_attention_arguments_load_as_eq_1():
 
 
 def test_attention_arguments_are_checked():
-    import pytest
-
     with pytest.raises(ValueError, match="Received: score_scale=0"):
         LabelCodebookAttention(num_labels=2, score_scale=0)
     with pytest.raises(ValueError, match="Received: codebook_init_mode='fan_avg'"):
