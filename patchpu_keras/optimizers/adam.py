@@ -18,7 +18,9 @@ class Adam(LearningRateMultipliers, keras.optimizers.Adam):
         **kwargs: the arguments of `keras.optimizers.Adam`.
     """
 
-    def __init__(self, learning_rate=0.001, learning_rate_multipliers=None, **kwargs):
+    def __init__(self, learning_rate=0.001, learning_rate_multipliers=None, weight_decay_excluded_names=None,
+                 **kwargs):
         super().__init__(
-            learning_rate=learning_rate, learning_rate_multipliers=learning_rate_multipliers, **kwargs
+            learning_rate=learning_rate, learning_rate_multipliers=learning_rate_multipliers,
+            weight_decay_excluded_names=weight_decay_excluded_names, **kwargs
         )

@@ -17,6 +17,8 @@ class Lamb(LearningRateMultipliers, keras.optimizers.Lamb):
     Args:
         learning_rate: float or schedule.
         learning_rate_multipliers: dict `variable name or path -> float`.
+        weight_decay_excluded_names: list of variable names (regular expressions)
+            left out of weight decay, as `exclude_from_weight_decay(var_names=...)`.
         **kwargs: the arguments of `keras.optimizers.Lamb` (e.g. `weight_decay`).
 
     Example:
@@ -24,7 +26,9 @@ class Lamb(LearningRateMultipliers, keras.optimizers.Lamb):
     ...                  learning_rate_multipliers={"label_estimate_logits": 10.0})
     """
 
-    def __init__(self, learning_rate=0.001, learning_rate_multipliers=None, **kwargs):
+    def __init__(self, learning_rate=0.001, learning_rate_multipliers=None, weight_decay_excluded_names=None,
+                 **kwargs):
         super().__init__(
-            learning_rate=learning_rate, learning_rate_multipliers=learning_rate_multipliers, **kwargs
+            learning_rate=learning_rate, learning_rate_multipliers=learning_rate_multipliers,
+            weight_decay_excluded_names=weight_decay_excluded_names, **kwargs
         )

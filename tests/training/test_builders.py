@@ -1,0 +1,94 @@
+"""`build_optimizer` and `build_model`: what a recipe's keys become."""
+
+import keras
+import numpy as np
+import pytest
+
+import recipes
+from patchpu_keras import CAMClassifier, losses
+from patchpu_keras.losses.role import ESTIMATES
+from patchpu_keras.training import build_model, build_optimizer
+from tests.conftest import to_numpy
+
+CONFIG = {"learning_rate": 1e-3, "lr_decay_epochs": 2, "lr_decay_rate": 0.5, "weight_decay": 1e-4}
+
+
+def _variables(rng, **shapes):
+    return {
+        name: keras.Variable(rng.normal(size=shape).astype("float32"), name=name)
+        for name, shape in shapes.items()
+    }
+
+
+def test_learning_rate_halves_every_lr_decay_epochs_times_steps_per_epoch():
+    optimizer = build_optimizer(CONFIG, steps_per_epoch=3)  # decays every 2 x 3 = 6 steps
+    expected = {0: 1e-3, 5: 1e-3, 6: 5e-4, 11: 5e-4, 12: 2.5e-4, 30: 1e-3 / 32}
+    for iterations, learning_rate in expected.items():
+        optimizer.iterations.assign(iterations)
+        assert float(to_numpy(optimizer.learning_rate)) == pytest.approx(learning_rate, rel=1e-6), iterations
+    # Fractional epochs count in steps, and a decay never comes sooner than every step.
+    optimizer = build_optimizer({**CONFIG, "lr_decay_epochs": 0.5}, steps_per_epoch=4)
+    optimizer.iterations.assign(2)
+    assert float(to_numpy(optimizer.learning_rate)) == pytest.approx(5e-4, rel=1e-6)
+    optimizer = build_optimizer({**CONFIG, "lr_decay_epochs": 0.1}, steps_per_epoch=4)
+    optimizer.iterations.assign(1)
+    assert float(to_numpy(optimizer.learning_rate)) == pytest.approx(5e-4, rel=1e-6)
+
+
+def test_roles_table_gets_no_weight_decay(rng):
+    optimizer = build_optimizer({**CONFIG, "weight_decay": 0.5}, steps_per_epoch=1, loss=losses.ROLE(1.38))
+    variables = _variables(rng, **{ESTIMATES: (4, 3), "kernel": (3, 2)})
+    before = {name: to_numpy(variable).copy() for name, variable in variables.items()}
+    # A zero gradient makes LAMB's own step zero: only weight decay can move a variable.
+    optimizer.apply_gradients([(keras.ops.zeros(v.shape), v) for v in variables.values()])
+    np.testing.assert_array_equal(to_numpy(variables[ESTIMATES]), before[ESTIMATES])
+    np.testing.assert_allclose(to_numpy(variables["kernel"]), before["kernel"] * (1 - 0.5 * 1e-3), rtol=1e-6)
+    # Without a stateful loss nothing is excluded: the same name decays too.
+    plain = build_optimizer({**CONFIG, "weight_decay": 0.5}, steps_per_epoch=1)
+    table = _variables(rng, **{ESTIMATES: (4, 3)})[ESTIMATES]
+    start = to_numpy(table).copy()
+    plain.apply_gradients([(keras.ops.zeros(table.shape), table)])
+    np.testing.assert_allclose(to_numpy(table), start * (1 - 0.5 * 1e-3), rtol=1e-6)
+
+
+def test_roles_learning_rate_multiplier_gives_ten_times_keras_lambs_update(rng):
+    config = {**CONFIG, "weight_decay": 1e-4}
+    ours = build_optimizer(config, steps_per_epoch=1, loss=losses.ROLE(1.38))
+    start = {ESTIMATES: rng.normal(size=(4, 3)).astype("float32"), "kernel": rng.normal(size=(3, 2)).astype("float32")}
+    gradients = {name: rng.normal(size=value.shape).astype("float32") for name, value in start.items()}
+
+    def step(optimizer, names):
+        variables = {name: keras.Variable(start[name], name=name) for name in names}
+        optimizer.apply_gradients([(gradients[name], variables[name]) for name in names])
+        return {name: to_numpy(variables[name]) - start[name] for name in names}
+
+    got = step(ours, [ESTIMATES, "kernel"])
+    # LAMB's step is learning_rate x trust ratio x Adam direction; the trust ratio
+    # (|w| / |direction|) does not depend on the learning rate, so the step is linear in it.
+    table = step(keras.optimizers.Lamb(1e-3), [ESTIMATES])[ESTIMATES]  # no decay: ROLE's table has none
+    kernel = step(keras.optimizers.Lamb(1e-3, weight_decay=1e-4), ["kernel"])["kernel"]
+    assert np.abs(table).min() > 0
+    # Steps of ~7e-3 on float32 values of ~1: rounding is ~1e-7 per step.
+    np.testing.assert_allclose(got[ESTIMATES], 10 * table, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(got["kernel"], kernel, rtol=0, atol=2e-7)
+
+
+def test_a_reloaded_model_keeps_the_multiplier_and_the_tables_exclusion_from_weight_decay(rng, tmp_path):
+    loss = losses.ROLE(1.38)
+    observed = np.eye(4, 3, dtype="float32")
+    model = CAMClassifier(3, backbone="tiny", image_size=16, loss_state=loss.make_state(observed))
+    model.compile(optimizer=build_optimizer({**CONFIG, "weight_decay": 0.5}, 1, loss), loss=loss)
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "role.keras")
+    loaded = keras.models.load_model(tmp_path / "role.keras")
+    assert loaded.optimizer.learning_rate_multipliers == {ESTIMATES: 10.0}
+    # The table and the head's kernel (each step of JAX's eager LAMB compiles per shape).
+    variables = [v for v in loaded.trainable_variables if v.name == ESTIMATES or v.path == "cam_head/kernel"]
+    assert len(variables) == 2
+    before = [to_numpy(v).copy() for v in variables]
+    loaded.optimizer.apply_gradients([(keras.ops.zeros(v.shape), v) for v in variables])
+    for variable, start in zip(variables, before):
+        if variable.name == ESTIMATES:
+            np.testing.assert_array_equal(to_numpy(variable), start)
+        else:
+            np.testing.assert_allclose(to_numpy(variable), start * (1 - 0.5 * 1e-3), rtol=1e-6, atol=1e-12)
