@@ -72,21 +72,30 @@ def _config(recipe, assignments, data_dir=None, source=None):
 @source_option
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs.")
 @click.option("--out", default=None, help="Run directory [default: runs/RECIPE-TIME].")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run in --out from its last checkpoint (same recipe and --set "
+                   "options; --epochs may grow).")
 @set_option
-def train(recipe, data_dir, source, epochs, out, assignments):
-    """Train a recipe, evaluate it on its held-out set and write a report."""
+def train(recipe, data_dir, source, epochs, out, resume, assignments):
+    """Train a recipe, evaluate it on its held-out set and write a report.
+
+    Checkpoints go to OUT/checkpoint/ after every epoch (and every N steps with
+    --set checkpoint_every=N); TensorBoard event files to OUT/logs/.
+    """
     config = _config(recipe, assignments, data_dir, source)
     if epochs is not None:
         config["epochs"] = epochs
+    if resume and out is None:
+        raise click.BadParameter("--resume continues the run in --out: pass --out RUN_DIR.")
     out = out or os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     from patchpu_keras.reports import format_training_report
-    from patchpu_keras.training import train as run
+    from patchpu_keras.training import NonFiniteLossError, train as run
 
     try:
         with _plain_warnings():
-            report = run(config, out)
-    except (ValueError, FileNotFoundError) as error:
+            report = run(config, out, resume=resume)
+    except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_training_report(report, out))
 

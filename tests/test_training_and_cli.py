@@ -62,6 +62,18 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     assert mean_average_precision_score(np.concatenate(targets), scores) == pytest.approx(report["map"], abs=1e-5)
     assert report["history"]["val_map"][-1] == pytest.approx(report["map"], abs=1e-5)
 
+    # TensorBoard: the epoch scalars are the history, the last point the report.
+    scalars = tensorboard_scalars(os.path.join(out, "logs"))
+    np.testing.assert_allclose(scalars["train/epoch_loss"], report["history"]["loss"], rtol=1e-6)
+    np.testing.assert_allclose(scalars["validation/epoch_map"], report["history"]["val_map"], rtol=1e-6)
+    np.testing.assert_allclose(scalars["validation/epoch_loss"], report["history"]["val_loss"], rtol=1e-6)
+    # The demo's learning rate, 5e-3 halved every 2 epochs, read after each epoch's last step.
+    np.testing.assert_allclose(scalars["train/epoch_learning_rate"], [5e-3, 2.5e-3], rtol=1e-6)
+    assert scalars["test/test/map"] == pytest.approx([report["map"]])
+    for name, ap in report["per_class_ap"].items():
+        assert scalars.get(f"test/test/ap/{name}") == (None if ap is None else pytest.approx([ap]))
+    assert not os.path.exists(os.path.join(out, "checkpoint", "incomplete"))
+
     drawn = np.load(os.path.join(out, "observed_labels.npz"))
     assert np.all((drawn["observed_labels"] == 1).sum(1) == 1)
     heatmap = Image.open(os.path.join(out, "heatmaps", "test_0000.png"))
@@ -75,6 +87,23 @@ def test_cli_rejects_bad_recipe_values(tmp_path):
     assert result.exit_code != 0 and "--set regime=full" in result.output
     result = CliRunner().invoke(cli, ["train", "--recipe", "nope"])
     assert result.exit_code != 0 and "Unknown recipe" in result.output
+
+
+def tensorboard_scalars(log_dir):
+    """`{"SUBDIR/TAG": [values by step]}` read back from the event files under `log_dir`."""
+    import glob
+
+    import tensorflow as tf
+
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(log_dir, "*", "events.out.tfevents.*"))):
+        run = os.path.basename(os.path.dirname(path))
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                scalars.setdefault(f"{run}/{value.tag}", []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor)))
+                )
+    return {tag: [value for _, value in sorted(points)] for tag, points in scalars.items()}
 
 
 class _Crash(keras.callbacks.Callback):

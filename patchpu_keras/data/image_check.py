@@ -9,10 +9,13 @@ modification time), so a second run does not decode anything again.
 """
 
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import json
 import os
+import sys
+import time
 import warnings
 
 import tensorflow as tf
@@ -22,6 +25,8 @@ from patchpu_keras.data.image_files import DECODE_ERRORS, decode_error_message, 
 # Warnings naming files: at most this many per reason, then one line with the rest.
 MAX_NAMED_WARNINGS = 10
 CACHE_VERSION = 1
+# A progress bar is shown (on stderr) when at least this many files need decoding.
+PROGRESS_MIN_FILES = 500
 
 
 def conversion(data):
@@ -86,7 +91,32 @@ def default_cache_dir():
     )
 
 
-def check_image_files(files, byte_ranges=None, cache_name=None, cache_dir=None, workers=None):
+def _cache_key(file, byte_range):
+    return file if byte_range is None else f"{file}@{int(byte_range[0])}+{int(byte_range[1])}"
+
+
+class _Progress:
+    """A `keras.utils.Progbar` of files checked, on stderr (stdout may carry JSON)."""
+
+    def __init__(self, total, cached):
+        import keras
+
+        self.total, self.cached, self.done, self.start = total, cached, 0, time.time()
+        print(f"Decode-checking {total} image files ({cached} known from the cache)...", file=sys.stderr)
+        with contextlib.redirect_stdout(sys.stderr):
+            self.bar = keras.utils.Progbar(total, unit_name="file")
+
+    def advance(self):
+        self.done += 1
+        if self.done % 50 == 0 or self.done == self.total:
+            with contextlib.redirect_stdout(sys.stderr):
+                self.bar.update(self.done)
+
+    def close(self):
+        print(f"Checked {self.total} image files in {time.time() - self.start:.0f} s.", file=sys.stderr)
+
+
+def check_image_files(files, byte_ranges=None, cache_name=None, cache_dir=None, workers=None, progress=None):
     """Checks many image files in parallel, with a cache.
 
     Args:
@@ -96,6 +126,8 @@ def check_image_files(files, byte_ranges=None, cache_name=None, cache_dir=None, 
             disables the cache.
         cache_dir: directory of the cache; defaults to `default_cache_dir()`.
         workers: threads; defaults to the CPU count.
+        progress: bool, show a progress bar and a count on stderr; None
+            (default): when `PROGRESS_MIN_FILES` or more files are not in the cache.
 
     Returns:
         One dict per file: `ok`, `reason`, `detail` (see `check_image_bytes`)
@@ -117,7 +149,7 @@ def check_image_files(files, byte_ranges=None, cache_name=None, cache_dir=None, 
             cache = {}
 
     def key_and_stamp(file, byte_range):
-        key = file if byte_range is None else f"{file}@{int(byte_range[0])}+{int(byte_range[1])}"
+        key = _cache_key(file, byte_range)
         try:
             stat = os.stat(file)
         except OSError:
@@ -140,9 +172,22 @@ def check_image_files(files, byte_ranges=None, cache_name=None, cache_dir=None, 
         result = {"ok": ok, "reason": reason, "detail": detail, "sha1": hashlib.sha1(data).hexdigest()}
         return key, stamp, result
 
+    # Counted by name (a cached entry whose file changed is decoded again, uncounted).
+    cached = sum(
+        _cache_key(file, byte_range) in cache for file, byte_range in zip(files, byte_ranges)
+    )
+    if progress is None:
+        progress = len(files) - cached >= PROGRESS_MIN_FILES
+    bar = _Progress(len(files), cached) if progress else None
     workers = workers or min(8, os.cpu_count() or 1)
+    outcomes = []
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(check, zip(files, byte_ranges)))
+        for outcome in pool.map(check, zip(files, byte_ranges)):
+            outcomes.append(outcome)
+            if bar is not None:
+                bar.advance()
+    if bar is not None:
+        bar.close()
     if cache_path is not None:
         for key, stamp, result in outcomes:
             if stamp is not None:

@@ -5,6 +5,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from patchpu_keras.data.epoch_randomness import advance_epochs
+
 
 @dataclasses.dataclass
 class ImageSplit:
@@ -93,19 +95,22 @@ class ImageSplit:
             tfds=tfds,
         )
 
-    def encoded_dataset(self, shuffle=False, seed=0):
+    def encoded_dataset(self, shuffle=False, seed=0, first_epoch=0):
         """`tf.data.Dataset` of `(encoded image bytes, index)`, index the image's row.
 
         With `shuffle`, the order changes every epoch (seeded); the files are
         shuffled before they are read, so the buffer holds names, not images.
+        `first_epoch`: the first iteration gives the order of that epoch of
+        an uninterrupted run (resume).
         """
         rows = np.arange(len(self), dtype="int32")
         if self.tfds is not None:
-            return self._tfds_dataset(rows, shuffle, seed)
+            return self._tfds_dataset(rows, shuffle, seed, first_epoch)
         if self.byte_ranges is None:
             dataset = tf.data.Dataset.from_tensor_slices((self.files, rows))
             if shuffle:
                 dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+                advance_epochs(dataset, first_epoch)
             return dataset.map(
                 lambda file, row: (tf.io.read_file(file), row),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -113,6 +118,7 @@ class ImageSplit:
         dataset = tf.data.Dataset.from_tensor_slices((self.files, self.byte_ranges, rows))
         if shuffle:
             dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+            advance_epochs(dataset, first_epoch)
 
         def read_member(file, byte_range, row):
             data = tf.numpy_function(
@@ -124,7 +130,7 @@ class ImageSplit:
 
         return dataset.map(read_member, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def _tfds_dataset(self, rows, shuffle, seed):
+    def _tfds_dataset(self, rows, shuffle, seed, first_epoch=0):
         import tensorflow_datasets as tfds
 
         builder = tfds.builder(self.tfds["name"], data_dir=self.tfds["data_dir"])
@@ -147,6 +153,8 @@ class ImageSplit:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
         if shuffle:
             dataset = dataset.shuffle(min(len(self), 1024), seed=seed, reshuffle_each_iteration=True)
+            # Reads up to 1,024 records per epoch skipped (the shuffle buffer).
+            advance_epochs(dataset, first_epoch)
         return dataset
 
 

@@ -11,6 +11,7 @@ its split), ready for `PatchPUClassifier.fit`.
 import numpy as np
 import tensorflow as tf
 
+from patchpu_keras.data.epoch_randomness import advance_epochs
 from patchpu_keras.data.image_files import decode_image, resize_image
 from patchpu_keras.data.image_split import ImageSplit
 from patchpu_keras.labels import (
@@ -100,14 +101,16 @@ def _positive_pool(redraw_positives_from, observed_labels):
     return np.zeros(pool.shape, "float32")
 
 
-def _redraw(dataset, redraw_positives_from, label_seed):
+def _redraw(dataset, redraw_positives_from, label_seed, first_epoch=0):
     """Replaces each element's observed labels by one positive drawn anew every epoch."""
     if redraw_positives_from is None:
         return dataset
     positives = tf.constant(redraw_positives_from, "float32")
     num_labels = positives.shape[1]
     # A seeded stream of random integers that differs every epoch (iteration).
-    draws = tf.data.Dataset.random(seed=label_seed, rerandomize_each_iteration=True)
+    draws = advance_epochs(
+        tf.data.Dataset.random(seed=label_seed, rerandomize_each_iteration=True), first_epoch
+    )
 
     def redraw(element, draw):
         image, target = element
@@ -135,6 +138,7 @@ def array_dataset(
     image_size=None,
     redraw_positives_from=None,
     label_seed=1200,
+    first_epoch=0,
 ):
     """A batched `tf.data.Dataset` of `(image, targets)` from in-memory arrays.
 
@@ -150,6 +154,8 @@ def array_dataset(
         image_size: optional int; images are resized to this square size.
         redraw_positives_from: optional `(n, L)` in {0, 1}, see `image_dataset`.
         label_seed: int, seed of the redraws.
+        first_epoch: int, the epoch the first iteration is (resume): its
+            order and redraws are those of that epoch of an uninterrupted run.
 
     Returns:
         A dataset of `(images, targets)` where targets is a dict with
@@ -169,6 +175,7 @@ def array_dataset(
     dataset = tf.data.Dataset.from_tensor_slices((images, targets))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        advance_epochs(dataset, first_epoch)
 
     def prepare(image, target):
         image = to_rgb(image)
@@ -177,7 +184,7 @@ def array_dataset(
         return image, target
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = _redraw(dataset, redraw_positives_from, label_seed)
+    dataset = _redraw(dataset, redraw_positives_from, label_seed, first_epoch)
     return _batch(_flip(dataset, flip, seed), batch_size)
 
 
@@ -204,6 +211,7 @@ def image_dataset(
     cache=False,
     redraw_positives_from=None,
     label_seed=1200,
+    first_epoch=0,
 ):
     """A batched `tf.data.Dataset` of `(image, targets)` read from image files.
 
@@ -230,6 +238,9 @@ def image_dataset(
             labels become one positive drawn uniformly from each row, drawn
             anew every epoch (seeded by `label_seed`; not put in the targets).
         label_seed: int, seed of the redraws.
+        first_epoch: int, the epoch the first iteration is (resume), see
+            `array_dataset`. With `cache`, each epoch skipped reads one shuffle
+            buffer of images.
 
     Returns:
         A dataset of `(images, targets)`: images `(batch, image_size,
@@ -250,7 +261,7 @@ def image_dataset(
         return load_image(encoded, image_size), row
 
     if cache is False or cache is None:
-        dataset = split.encoded_dataset(shuffle=shuffle, seed=seed)
+        dataset = split.encoded_dataset(shuffle=shuffle, seed=seed, first_epoch=first_epoch)
         dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         dataset = split.encoded_dataset(shuffle=False)
@@ -260,10 +271,11 @@ def image_dataset(
             dataset = dataset.shuffle(
                 min(len(split), CACHED_SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True
             )
+            advance_epochs(dataset, first_epoch)
 
     def attach_labels(image, row):
         return tf.cast(image, "float32"), {key: tf.gather(table, row) for key, table in constants.items()}
 
     dataset = dataset.map(attach_labels, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = _redraw(dataset, redraw_positives_from, label_seed)
+    dataset = _redraw(dataset, redraw_positives_from, label_seed, first_epoch)
     return _batch(_flip(dataset, flip, seed), batch_size)

@@ -86,7 +86,7 @@ def _check_splits(splits):
         raise ValueError(f"`splits` holds names of {list(SPLITS)}. Received: splits={splits!r}")
 
 
-def load_data(config, splits=SPLITS):
+def load_data(config, splits=SPLITS, observed_labels=None, first_epoch=0):
     """The recipe's data as `tf.data` pipelines, with the training annotation drawn.
 
     Args:
@@ -98,6 +98,12 @@ def load_data(config, splits=SPLITS):
             drawn with `config["label_seed"]`; with `redraw_each_epoch`,
             single positives are drawn anew every epoch.
         splits: the pipelines to build, `("train", "test")` or `("test",)`.
+        observed_labels: optional `(num_train, L)` annotation drawn earlier
+            (a resumed run's `observed_labels.npz`), used instead of a new draw;
+            a different shape means the data changed and raises a `ValueError`.
+        first_epoch: int, the training epoch the pipeline's first iteration
+            is: its order, flips and redraws are those of that epoch of an
+            uninterrupted run (resume).
 
     Returns:
         A `RecipeData`.
@@ -111,28 +117,38 @@ def load_data(config, splits=SPLITS):
             f"Received: regime={regime!r}"
         )
     if config.get("data_dir") is None and config["dataset"] == "fashion_mnist_mosaics":
-        return _mosaic_data(config, splits, redraw)
-    return _disk_data(config, splits, redraw)
+        return _mosaic_data(config, splits, redraw, observed_labels, first_epoch)
+    return _disk_data(config, splits, redraw, observed_labels, first_epoch)
 
 
 def _probe_size(config, num_train):
     return min(int(config.get("diagnostics_images") or 0), num_train)
 
 
-def _observe(config, full_labels, observed_labels=None):
+def _observe(config, full_labels, observed_labels=None, drawn=None):
+    if drawn is not None:
+        expected = tuple(np.shape(full_labels if full_labels is not None else observed_labels))
+        if tuple(np.shape(drawn)) != expected:
+            raise ValueError(
+                f"The saved observed labels are for {np.shape(drawn)[0]} images and "
+                f"{np.shape(drawn)[1]} labels; the data now gives {expected[0]} and {expected[1]}: "
+                f"the data changed since the run started. Received: observed_labels.shape="
+                f"{tuple(np.shape(drawn))}"
+            )
+        return np.asarray(drawn, "float32")
     return observe(
         full_labels, config["regime"], seed=config["label_seed"],
         partial_fraction=config.get("partial_fraction"), observed_labels=observed_labels,
     )
 
 
-def _mosaic_data(config, splits, redraw):
+def _mosaic_data(config, splits, redraw, drawn, first_epoch):
     mosaics = recipe_mosaics(config)
     train_full = mosaics[TRAIN]["full_labels"]
     test_full = mosaics[TEST]["full_labels"]
     observed = train = test = probe = probe_objects = None
     if TRAIN in splits:
-        observed = _observe(config, train_full)
+        observed = _observe(config, train_full, drawn=drawn)
         size = _probe_size(config, len(train_full))
         if size:
             probe = array_dataset(
@@ -144,6 +160,7 @@ def _mosaic_data(config, splits, redraw):
             mosaics[TRAIN]["images"], observed_labels=observed, batch_size=config["batch_size"],
             shuffle=True, flip=config.get("flip", True), seed=config["seed"],
             redraw_positives_from=train_full if redraw else None, label_seed=config["label_seed"],
+            first_epoch=first_epoch,
         )
     if TEST in splits:
         test = array_dataset(mosaics[TEST]["images"], full_labels=test_full, batch_size=config["batch_size"])
@@ -156,14 +173,14 @@ def _mosaic_data(config, splits, redraw):
     )
 
 
-def _disk_data(config, splits, redraw):
+def _disk_data(config, splits, redraw, drawn, first_epoch):
     index = load_recipe_index(config)
     train_split, test_split = index.splits[TRAIN], index.splits[TEST]
     image_size, batch_size = config["image_size"], config["batch_size"]
     cache = config.get("cache", False)
     observed = train = test = probe = None
     if TRAIN in splits:
-        observed = _observe(config, train_split.full_labels, train_split.observed_labels)
+        observed = _observe(config, train_split.full_labels, train_split.observed_labels, drawn)
         size = _probe_size(config, len(train_split)) if train_split.full_labels is not None else 0
         if size:
             rows = np.arange(size)
@@ -178,7 +195,7 @@ def _disk_data(config, splits, redraw):
         train = image_dataset(
             train_split, observed_labels=observed, image_size=image_size, batch_size=batch_size,
             shuffle=True, flip=config.get("flip", True), seed=config["seed"], cache=cache,
-            redraw_positives_from=pool, label_seed=config["label_seed"],
+            redraw_positives_from=pool, label_seed=config["label_seed"], first_epoch=first_epoch,
         )
     if TEST in splits:
         test = image_dataset(

@@ -31,8 +31,18 @@ TRAINING_DEFAULTS = {
 }
 OPTIMIZERS = {"lamb": Lamb, "adam": Adam}
 
+# Keys of how a run executes, with their defaults (docs/scaling.md).
+RUN_DEFAULTS = {
+    "checkpoint_every": None,  # steps between checkpoints; None: at the end of every epoch only
+    "dtype_policy": None,  # None (float32), "float32", "mixed_float16" or "mixed_bfloat16"
+    "distribute": "none",  # "none": one device; "auto": every visible device
+}
+
+DTYPE_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
+
 __all__ = [
     "MODEL_DEFAULTS",
+    "RUN_DEFAULTS",
     "TRAINING_DEFAULTS",
     "TrainingBudget",
     "build_loss",
@@ -44,8 +54,8 @@ __all__ = [
 
 
 def method_defaults():
-    """`MODEL_DEFAULTS`, `TRAINING_DEFAULTS` and every key of the loss table, with defaults."""
-    return {**MODEL_DEFAULTS, **TRAINING_DEFAULTS, **loss_defaults()}
+    """`MODEL_DEFAULTS`, `TRAINING_DEFAULTS`, `RUN_DEFAULTS` and every key of the loss table, with defaults."""
+    return {**MODEL_DEFAULTS, **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
 
 
 class TrainingBudget(typing.NamedTuple):
@@ -97,7 +107,16 @@ def training_budget(config, num_train):
 
 
 def build_model(config, num_labels, label_names=None, loss_state=None):
-    """The recipe's model: `PatchPUClassifier`, or `CAMClassifier` when `model="cam"`."""
+    """The recipe's model: `PatchPUClassifier`, or `CAMClassifier` when `model="cam"`.
+
+    `dtype_policy` (None: float32) is the model's Keras dtype policy; with
+    "mixed_float16", `compile` wraps the optimizer in Keras' `LossScaleOptimizer`.
+    """
+    policy = config.get("dtype_policy")
+    if policy not in DTYPE_POLICIES:
+        raise ValueError(
+            f"`dtype_policy` must be one of {list(DTYPE_POLICIES)}. Received: dtype_policy={policy!r}"
+        )
     if config.get("model", "patch") == "cam":
         return CAMClassifier(
             num_labels,
@@ -107,6 +126,7 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
             label_names=label_names,
             loss_state=loss_state,
             backbone_weights=config.get("backbone_weights"),
+            dtype=config.get("dtype_policy"),
         )
     if config.get("model", "patch") != "patch":
         raise ValueError(f"`model` must be 'patch' or 'cam'. Received: model={config['model']!r}")
@@ -124,6 +144,7 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
         seed=config["seed"],
         loss_state=loss_state,
         embedder_weights=config.get("embedder_weights"),
+        dtype=config.get("dtype_policy"),
     )
 
 

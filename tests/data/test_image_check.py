@@ -96,6 +96,27 @@ def test_file_checks_cache_results_until_the_file_changes(tmp_path, monkeypatch)
     assert check_image_files(files, cache_name=str(tmp_path))[1]["ok"]
 
 
+def test_many_files_show_a_progress_bar_and_a_count_on_stderr(tmp_path, monkeypatch, capsys):
+    files = []
+    for number in range(4):
+        files.append(str(tmp_path / f"photo{number}.jpg"))
+        (tmp_path / f"photo{number}.jpg").write_bytes(encode(photo(number)))
+    monkeypatch.setattr(image_check, "PROGRESS_MIN_FILES", 4)
+    assert all(r["ok"] for r in check_image_files(files, cache_name=str(tmp_path)))
+    out, err = capsys.readouterr()
+    assert out == ""  # stdout stays clean for `data summary --json`
+    assert "Decode-checking 4 image files (0 known from the cache)" in err
+    assert "4/4" in err and "Checked 4 image files" in err
+    # The second time every file is in the cache: nothing to wait for, no bar.
+    check_image_files(files, cache_name=str(tmp_path))
+    assert capsys.readouterr() == ("", "")
+    # Below the threshold there is no bar either, unless asked for.
+    check_image_files(files[:3])
+    assert capsys.readouterr().err == ""
+    check_image_files(files[:3], progress=True)
+    assert "3/3" in capsys.readouterr().err
+
+
 def test_warnings_name_files_and_are_capped_per_reason():
     problems = [FileProblem(f"img{i}.jpg", "train", "skipped", "empty file", "0 bytes")
                 for i in range(image_check.MAX_NAMED_WARNINGS + 5)]
