@@ -1,11 +1,18 @@
 import keras
 from keras import layers, ops
 
+from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
 from patchpu_keras.layers.initializers import unit_variance_scaling
 
 
 def same_padding_for_stride_2(size, kernel_size):
-    """EfficientNet's `correct_pad`: padding that centres a stride-2 kernel."""
+    """EfficientNet's `correct_pad`: padding that centres a stride-2 kernel.
+
+    It is the padding of `padding="same"` at stride 2 on every backend (total
+    `kernel_size - 2 + size % 2`, the extra pixel at the end), so the layers
+    use `"same"`, which pads inside the convolution instead of copying the
+    input into a padded tensor.
+    """
     adjust = 1 - size % 2
     return (kernel_size // 2 - adjust, kernel_size // 2)
 
@@ -86,16 +93,16 @@ class MBConvBlock(keras.layers.Layer):
                 filters, 1, padding="same", use_bias=False, kernel_initializer=init,
                 name="expand_conv",
             )
-            self.expand_bn = layers.BatchNormalization(name="expand_bn")
+            self.expand_bn = FusedBatchNormalization(name="expand_bn")
         self.depthwise_conv = layers.DepthwiseConv2D(
             kernel_size,
             strides=strides,
-            padding="valid" if strides == 2 else "same",
+            padding="same",
             use_bias=False,
             depthwise_initializer=init,
             name="dwconv",
         )
-        self.depthwise_bn = layers.BatchNormalization(name="bn")
+        self.depthwise_bn = FusedBatchNormalization(name="bn")
         self.se_reduce = None
         self.se_expand = None
         if 0 < se_ratio <= 1:
@@ -112,7 +119,7 @@ class MBConvBlock(keras.layers.Layer):
             filters_out, 1, padding="same", use_bias=False, kernel_initializer=init,
             name="project_conv",
         )
-        self.project_bn = layers.BatchNormalization(name="project_bn")
+        self.project_bn = FusedBatchNormalization(name="project_bn")
         self.use_shortcut = strides == 1 and filters_in == filters_out
         self.dropout = None
         if self.use_shortcut and drop_rate > 0:
@@ -125,19 +132,8 @@ class MBConvBlock(keras.layers.Layer):
             self.expand_conv.build(shape)
             self.expand_bn.build(shape[:-1] + (filters,))
             shape = shape[:-1] + (filters,)
-        if self.strides == 2:
-            padded = list(shape)
-            for axis in (1, 2):
-                if shape[axis] is not None:
-                    padded[axis] = shape[axis] + sum(
-                        same_padding_for_stride_2(shape[axis], self.kernel_size)
-                    )
-            self.depthwise_conv.build(tuple(padded))
-        else:
-            self.depthwise_conv.build(shape)
-        inner = self.depthwise_conv.compute_output_shape(
-            tuple(padded) if self.strides == 2 else shape
-        )
+        self.depthwise_conv.build(shape)
+        inner = self.depthwise_conv.compute_output_shape(shape)
         self.depthwise_bn.build(inner)
         if self.se_reduce is not None:
             self.se_reduce.build((inner[0], 1, 1, filters))
@@ -151,10 +147,6 @@ class MBConvBlock(keras.layers.Layer):
             x = self.expand_conv(x)
             x = self.expand_bn(x, training=training)
             x = keras.activations.get(self.activation)(x)
-        if self.strides == 2:
-            pad_h = same_padding_for_stride_2(x.shape[1], self.kernel_size)
-            pad_w = same_padding_for_stride_2(x.shape[2], self.kernel_size)
-            x = ops.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
         x = self.depthwise_conv(x)
         x = self.depthwise_bn(x, training=training)
         x = keras.activations.get(self.activation)(x)
