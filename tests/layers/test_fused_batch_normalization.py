@@ -7,6 +7,7 @@ from tests.conftest import to_numpy
 
 def _loss_and_gradients(layer, x, upstream):
     """Outputs and d(sum(outputs * upstream)) / d(x, gamma, beta) in training, on any backend."""
+    upstream = keras.ops.convert_to_tensor(upstream)
     variables = [v.value for v in layer.trainable_variables]
     non_trainable = [v.value for v in layer.non_trainable_variables]
 
