@@ -228,6 +228,8 @@ def main(batch_size, steps, warmup, patch_sizes, resnet_size, num_labels, polici
                 row.update(run_worker("memory", {**common, "policy": policy,
                                                  "configs": [(run["model"], run["image_size"])]}))
             rows.append(row)
+            # One line per finished configuration, so a long run that is stopped keeps its numbers.
+            print(json.dumps({"partial": row}), file=sys.stderr, flush=True)
     print(format_table(backend, batch_size, rows))
     print(json.dumps({"backend": backend, "batch_size": batch_size, "steps": steps, "rows": rows}))
 

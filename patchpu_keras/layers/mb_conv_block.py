@@ -17,6 +17,11 @@ def same_padding_for_stride_2(size, kernel_size):
     return (kernel_size // 2 - adjust, kernel_size // 2)
 
 
+def internal_data_format():
+    """The layout MBConv blocks compute in on the current backend (see `MBConvBlock`)."""
+    return "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+
+
 @keras.saving.register_keras_serializable(package="patchpu_keras")
 class MBConvBlock(keras.layers.Layer):
     """Mobile inverted bottleneck block with squeeze-and-excitation.
@@ -85,64 +90,79 @@ class MBConvBlock(keras.layers.Layer):
 
         filters = filters_in * expand_ratio
         init = unit_variance_scaling()
+        # Inputs and outputs are channels-last on every backend. Inside, the
+        # block runs in the layout its backend's convolutions take without a
+        # copy: on PyTorch, Keras copies a channels-last tensor into
+        # channels-first and back into channels-last memory before every
+        # convolution, while a channels-first view of channels-last memory
+        # (a transpose, no copy) goes to the convolution as it is. The weights
+        # are the same in both layouts.
+        self._data_format = internal_data_format()
+        channel_axis = 1 if self._data_format == "channels_first" else -1
+        conv_args = dict(data_format=self._data_format, kernel_initializer=init)
         # === Layers ===
         self.expand_conv = None
         self.expand_bn = None
         if expand_ratio != 1:
             self.expand_conv = layers.Conv2D(
-                filters, 1, padding="same", use_bias=False, kernel_initializer=init,
-                name="expand_conv",
+                filters, 1, padding="same", use_bias=False, name="expand_conv", **conv_args
             )
-            self.expand_bn = FusedBatchNormalization(name="expand_bn")
+            self.expand_bn = FusedBatchNormalization(axis=channel_axis, name="expand_bn")
         self.depthwise_conv = layers.DepthwiseConv2D(
             kernel_size,
             strides=strides,
             padding="same",
             use_bias=False,
             depthwise_initializer=init,
+            data_format=self._data_format,
             name="dwconv",
         )
-        self.depthwise_bn = FusedBatchNormalization(name="bn")
+        self.depthwise_bn = FusedBatchNormalization(axis=channel_axis, name="bn")
         self.se_reduce = None
         self.se_expand = None
         if 0 < se_ratio <= 1:
             filters_se = max(1, int(filters_in * se_ratio))
             self.se_reduce = layers.Conv2D(
-                filters_se, 1, padding="same", activation=activation,
-                kernel_initializer=init, name="se_reduce",
+                filters_se, 1, padding="same", activation=activation, name="se_reduce",
+                **conv_args,
             )
             self.se_expand = layers.Conv2D(
-                filters, 1, padding="same", activation="sigmoid",
-                kernel_initializer=init, name="se_expand",
+                filters, 1, padding="same", activation="sigmoid", name="se_expand", **conv_args
             )
         self.project_conv = layers.Conv2D(
-            filters_out, 1, padding="same", use_bias=False, kernel_initializer=init,
-            name="project_conv",
+            filters_out, 1, padding="same", use_bias=False, name="project_conv", **conv_args
         )
-        self.project_bn = FusedBatchNormalization(name="project_bn")
+        self.project_bn = FusedBatchNormalization(axis=channel_axis, name="project_bn")
         self.use_shortcut = strides == 1 and filters_in == filters_out
         self.dropout = None
         if self.use_shortcut and drop_rate > 0:
             self.dropout = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name="drop")
 
+    def _inner(self, shape):
+        """A channels-last shape in the internal layout."""
+        if self._data_format == "channels_first":
+            return (shape[0], shape[3], shape[1], shape[2])
+        return tuple(shape)
+
     def build(self, input_shape):
         shape = tuple(input_shape)
         filters = self.filters_in * self.expand_ratio
         if self.expand_conv is not None:
-            self.expand_conv.build(shape)
-            self.expand_bn.build(shape[:-1] + (filters,))
+            self.expand_conv.build(self._inner(shape))
             shape = shape[:-1] + (filters,)
-        self.depthwise_conv.build(shape)
-        inner = self.depthwise_conv.compute_output_shape(shape)
-        self.depthwise_bn.build(inner)
+            self.expand_bn.build(self._inner(shape))
+        self.depthwise_conv.build(self._inner(shape))
+        inner = self.compute_output_shape(shape)[:-1] + (filters,)
+        self.depthwise_bn.build(self._inner(inner))
         if self.se_reduce is not None:
-            self.se_reduce.build((inner[0], 1, 1, filters))
-            self.se_expand.build((inner[0], 1, 1, self.se_reduce.filters))
-        self.project_conv.build(inner)
-        self.project_bn.build(inner[:-1] + (self.filters_out,))
+            self.se_reduce.build(self._inner((inner[0], 1, 1, filters)))
+            self.se_expand.build(self._inner((inner[0], 1, 1, self.se_reduce.filters)))
+        self.project_conv.build(self._inner(inner))
+        self.project_bn.build(self._inner(inner[:-1] + (self.filters_out,)))
 
     def call(self, inputs, training=None):
-        x = inputs
+        channels_first = self._data_format == "channels_first"
+        x = ops.transpose(inputs, (0, 3, 1, 2)) if channels_first else inputs
         if self.expand_conv is not None:
             x = self.expand_conv(x)
             x = self.expand_bn(x, training=training)
@@ -151,11 +171,14 @@ class MBConvBlock(keras.layers.Layer):
         x = self.depthwise_bn(x, training=training)
         x = keras.activations.get(self.activation)(x)
         if self.se_reduce is not None:
-            squeeze = ops.mean(x, axis=(1, 2), keepdims=True)
+            spatial = (2, 3) if channels_first else (1, 2)
+            squeeze = ops.mean(x, axis=spatial, keepdims=True)
             squeeze = self.se_reduce(squeeze)
             x = x * self.se_expand(squeeze)
         x = self.project_conv(x)
         x = self.project_bn(x, training=training)
+        if channels_first:
+            x = ops.transpose(x, (0, 2, 3, 1))
         if self.use_shortcut:
             if self.dropout is not None:
                 x = self.dropout(x, training=training)
