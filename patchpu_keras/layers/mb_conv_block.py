@@ -1,13 +1,56 @@
 import keras
 from keras import layers, ops
 
+from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
 from patchpu_keras.layers.initializers import unit_variance_scaling
 
 
 def same_padding_for_stride_2(size, kernel_size):
-    """EfficientNet's `correct_pad`: padding that centres a stride-2 kernel."""
+    """EfficientNet's `correct_pad`: padding that centres a stride-2 kernel.
+
+    It is the padding of `padding="same"` at stride 2 on every backend (total
+    `kernel_size - 2 + size % 2`, the extra pixel at the end), so the layers
+    use `"same"`, which pads inside the convolution instead of copying the
+    input into a padded tensor.
+    """
     adjust = 1 - size % 2
     return (kernel_size // 2 - adjust, kernel_size // 2)
+
+
+def internal_data_format():
+    """The layout MBConv blocks compute in on the current backend (see `MBConvBlock`)."""
+    return "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+
+
+def convolutions_as_products():
+    """Whether MBConv blocks write their convolutions as matrix products and sums (JAX).
+
+    XLA's CPU convolutions are slow for these shapes: a 1x1 convolution as a
+    matrix product and a depthwise convolution as k * k shifted, scaled copies
+    (which XLA fuses into one loop) trained an MBConv block 8 and 13 times
+    faster than `lax.conv_general_dilated` (docs/performance.md).
+    """
+    return keras.backend.backend() == "jax"
+
+
+def depthwise_as_shifted_sums(x, kernel, strides, kernel_size):
+    """A channels-last depthwise convolution with "same" padding as a sum of shifted copies."""
+    height, width = x.shape[1], x.shape[2]
+    if strides == 2:
+        pad_h = same_padding_for_stride_2(height, kernel_size)
+        pad_w = same_padding_for_stride_2(width, kernel_size)
+    else:
+        pad_h = pad_w = (kernel_size // 2, kernel_size // 2)
+    out_h, out_w = (height + strides - 1) // strides, (width + strides - 1) // strides
+    x = ops.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+    total = None
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            window = x[:, i : i + strides * (out_h - 1) + 1 : strides,
+                       j : j + strides * (out_w - 1) + 1 : strides, :]
+            term = window * kernel[i, j, :, 0]
+            total = term if total is None else total + term
+    return total
 
 
 @keras.saving.register_keras_serializable(package="patchpu_keras")
@@ -78,97 +121,114 @@ class MBConvBlock(keras.layers.Layer):
 
         filters = filters_in * expand_ratio
         init = unit_variance_scaling()
+        # Inputs and outputs are channels-last on every backend. Inside, the
+        # block runs in the layout its backend's convolutions take without a
+        # copy: on PyTorch, Keras copies a channels-last tensor into
+        # channels-first and back into channels-last memory before every
+        # convolution, while a channels-first view of channels-last memory
+        # (a transpose, no copy) goes to the convolution as it is. The weights
+        # are the same in both layouts.
+        self._data_format = internal_data_format()
+        self._as_products = convolutions_as_products()
+        channel_axis = 1 if self._data_format == "channels_first" else -1
+        conv_args = dict(data_format=self._data_format, kernel_initializer=init)
         # === Layers ===
         self.expand_conv = None
         self.expand_bn = None
         if expand_ratio != 1:
             self.expand_conv = layers.Conv2D(
-                filters, 1, padding="same", use_bias=False, kernel_initializer=init,
-                name="expand_conv",
+                filters, 1, padding="same", use_bias=False, name="expand_conv", **conv_args
             )
-            self.expand_bn = layers.BatchNormalization(name="expand_bn")
+            self.expand_bn = FusedBatchNormalization(axis=channel_axis, name="expand_bn")
         self.depthwise_conv = layers.DepthwiseConv2D(
             kernel_size,
             strides=strides,
-            padding="valid" if strides == 2 else "same",
+            padding="same",
             use_bias=False,
             depthwise_initializer=init,
+            data_format=self._data_format,
             name="dwconv",
         )
-        self.depthwise_bn = layers.BatchNormalization(name="bn")
+        self.depthwise_bn = FusedBatchNormalization(axis=channel_axis, name="bn")
         self.se_reduce = None
         self.se_expand = None
         if 0 < se_ratio <= 1:
             filters_se = max(1, int(filters_in * se_ratio))
             self.se_reduce = layers.Conv2D(
-                filters_se, 1, padding="same", activation=activation,
-                kernel_initializer=init, name="se_reduce",
+                filters_se, 1, padding="same", activation=activation, name="se_reduce",
+                **conv_args,
             )
             self.se_expand = layers.Conv2D(
-                filters, 1, padding="same", activation="sigmoid",
-                kernel_initializer=init, name="se_expand",
+                filters, 1, padding="same", activation="sigmoid", name="se_expand", **conv_args
             )
         self.project_conv = layers.Conv2D(
-            filters_out, 1, padding="same", use_bias=False, kernel_initializer=init,
-            name="project_conv",
+            filters_out, 1, padding="same", use_bias=False, name="project_conv", **conv_args
         )
-        self.project_bn = layers.BatchNormalization(name="project_bn")
+        self.project_bn = FusedBatchNormalization(axis=channel_axis, name="project_bn")
         self.use_shortcut = strides == 1 and filters_in == filters_out
         self.dropout = None
         if self.use_shortcut and drop_rate > 0:
             self.dropout = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name="drop")
 
+    def _inner(self, shape):
+        """A channels-last shape in the internal layout."""
+        if self._data_format == "channels_first":
+            return (shape[0], shape[3], shape[1], shape[2])
+        return tuple(shape)
+
     def build(self, input_shape):
         shape = tuple(input_shape)
         filters = self.filters_in * self.expand_ratio
         if self.expand_conv is not None:
-            self.expand_conv.build(shape)
-            self.expand_bn.build(shape[:-1] + (filters,))
+            self.expand_conv.build(self._inner(shape))
             shape = shape[:-1] + (filters,)
-        if self.strides == 2:
-            padded = list(shape)
-            for axis in (1, 2):
-                if shape[axis] is not None:
-                    padded[axis] = shape[axis] + sum(
-                        same_padding_for_stride_2(shape[axis], self.kernel_size)
-                    )
-            self.depthwise_conv.build(tuple(padded))
-        else:
-            self.depthwise_conv.build(shape)
-        inner = self.depthwise_conv.compute_output_shape(
-            tuple(padded) if self.strides == 2 else shape
-        )
-        self.depthwise_bn.build(inner)
+            self.expand_bn.build(self._inner(shape))
+        self.depthwise_conv.build(self._inner(shape))
+        inner = self.compute_output_shape(shape)[:-1] + (filters,)
+        self.depthwise_bn.build(self._inner(inner))
         if self.se_reduce is not None:
-            self.se_reduce.build((inner[0], 1, 1, filters))
-            self.se_expand.build((inner[0], 1, 1, self.se_reduce.filters))
-        self.project_conv.build(inner)
-        self.project_bn.build(inner[:-1] + (self.filters_out,))
+            self.se_reduce.build(self._inner((inner[0], 1, 1, filters)))
+            self.se_expand.build(self._inner((inner[0], 1, 1, self.se_reduce.filters)))
+        self.project_conv.build(self._inner(inner))
+        self.project_bn.build(self._inner(inner[:-1] + (self.filters_out,)))
 
     def call(self, inputs, training=None):
-        x = inputs
+        channels_first = self._data_format == "channels_first"
+        x = ops.transpose(inputs, (0, 3, 1, 2)) if channels_first else inputs
         if self.expand_conv is not None:
-            x = self.expand_conv(x)
+            x = self._pointwise(self.expand_conv, x)
             x = self.expand_bn(x, training=training)
             x = keras.activations.get(self.activation)(x)
-        if self.strides == 2:
-            pad_h = same_padding_for_stride_2(x.shape[1], self.kernel_size)
-            pad_w = same_padding_for_stride_2(x.shape[2], self.kernel_size)
-            x = ops.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-        x = self.depthwise_conv(x)
+        if self._as_products:
+            kernel = ops.cast(self.depthwise_conv.kernel, x.dtype)
+            x = depthwise_as_shifted_sums(x, kernel, self.strides, self.kernel_size)
+        else:
+            x = self.depthwise_conv(x)
         x = self.depthwise_bn(x, training=training)
         x = keras.activations.get(self.activation)(x)
         if self.se_reduce is not None:
-            squeeze = ops.mean(x, axis=(1, 2), keepdims=True)
-            squeeze = self.se_reduce(squeeze)
-            x = x * self.se_expand(squeeze)
-        x = self.project_conv(x)
+            spatial = (2, 3) if channels_first else (1, 2)
+            squeeze = ops.mean(x, axis=spatial, keepdims=True)
+            squeeze = self._pointwise(self.se_reduce, squeeze)
+            x = x * self._pointwise(self.se_expand, squeeze)
+        x = self._pointwise(self.project_conv, x)
         x = self.project_bn(x, training=training)
+        if channels_first:
+            x = ops.transpose(x, (0, 2, 3, 1))
         if self.use_shortcut:
             if self.dropout is not None:
                 x = self.dropout(x, training=training)
             x = x + inputs
         return x
+
+    def _pointwise(self, conv, x):
+        """`conv(x)` for a 1x1 `Conv2D`; a matrix product on channels when `_as_products`."""
+        if not self._as_products:
+            return conv(x)
+        x = ops.matmul(x, ops.cast(conv.kernel, x.dtype)[0, 0])
+        if conv.use_bias:
+            x = x + ops.cast(conv.bias, x.dtype)
+        return keras.activations.get(conv.activation)(x)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape

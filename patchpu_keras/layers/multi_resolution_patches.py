@@ -170,16 +170,24 @@ class MultiResolutionPatches(keras.layers.Layer):
     # --- Computation ---
 
     def _cut(self, images, rows, cols):
-        # Gathering rows then columns with static index grids is exact for any
-        # stride and needs nothing backend-specific.
-        offsets = np.arange(self.patch_size)
-        row_index = (np.arange(rows)[:, None] * self.stride + offsets[None, :]).astype("int32")
-        col_index = (np.arange(cols)[:, None] * self.stride + offsets[None, :]).astype("int32")
-        x = ops.take(images, row_index, axis=1)  # (B, rows, p, W, C)
-        x = ops.take(x, col_index, axis=3)  # (B, rows, p, cols, p, C)
-        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
         channels = images.shape[-1]
-        return ops.reshape(x, (-1, rows * cols, self.patch_size, self.patch_size, channels))
+        p = self.patch_size
+        if self.stride == p:
+            # Non-overlapping windows tile the cropped image: a reshape (free)
+            # and one transpose, instead of two gathers that build index
+            # tensors and a gather gradient (a scatter) in training.
+            x = images[:, : rows * p, : cols * p, :]
+            x = ops.reshape(x, (-1, rows, p, cols, p, channels))
+        else:
+            # Gathering rows then columns with static index grids is exact for
+            # any stride and needs nothing backend-specific.
+            offsets = np.arange(p)
+            row_index = (np.arange(rows)[:, None] * self.stride + offsets[None, :]).astype("int32")
+            col_index = (np.arange(cols)[:, None] * self.stride + offsets[None, :]).astype("int32")
+            x = ops.take(images, row_index, axis=1)  # (B, rows, p, W, C)
+            x = ops.take(x, col_index, axis=3)  # (B, rows, p, cols, p, C)
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, rows * cols, p, p, channels))
 
     def call(self, images, training=None):
         height, width = images.shape[1], images.shape[2]

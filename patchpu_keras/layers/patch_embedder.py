@@ -1,6 +1,7 @@
 import keras
 from keras import layers, ops
 
+from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
 from patchpu_keras.layers.initializers import unit_variance_scaling
 from patchpu_keras.layers.mb_conv_block import MBConvBlock, same_padding_for_stride_2
 
@@ -67,7 +68,7 @@ class PatchEmbedder(keras.layers.Layer):
             32, 3, strides=2, padding="valid", use_bias=False, kernel_initializer=init,
             name="stem_conv",
         )
-        self.stem_bn = layers.BatchNormalization(name="stem_bn")
+        self.stem_bn = FusedBatchNormalization(name="stem_bn")
         self.blocks = [
             MBConvBlock(
                 filters_in,
