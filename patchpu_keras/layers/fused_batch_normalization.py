@@ -57,7 +57,17 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         axes = tuple(self._reduction_axes)
         broadcast = [1] * len(x.shape)
         broadcast[self.axis] = x.shape[self.axis]
-        count = math.prod(x.shape[axis] for axis in axes)
+        # Entries per channel; a dimension unknown when traced (the batch of a tf.data
+        # pipeline) is read at run time.
+        static = [x.shape[axis] for axis in axes]
+        if None in static:
+            dynamic = ops.shape(x)
+            count = ops.cast(math.prod(d for d in static if d is not None), x.dtype)
+            for axis, dim in zip(axes, static):
+                if dim is None:
+                    count = count * ops.cast(dynamic[axis], x.dtype)
+        else:
+            count = math.prod(static)
         # The gradient of the statistics is part of the closed form below.
         statistics_input = ops.stop_gradient(x)
         mean = _sum_over(statistics_input, axes) / count
