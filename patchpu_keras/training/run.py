@@ -35,6 +35,12 @@ from patchpu_keras.visualization import attention_figure
 
 def _checked_loss(config):
     """The recipe's loss, built before any data is read so a wrong setting fails at once."""
+    for key, allowed in (("distribute", ("none",)), ("dtype_policy", (None, "float32"))):
+        if config.get(key, allowed[0]) not in allowed:
+            raise ValueError(
+                f"`train` does not support `{key}` other than {allowed[0]!r} yet (docs/scaling.md says "
+                f"what is planned). Remove `--set {key}=...`. Received: {key}={config[key]!r}"
+            )
     if config["loss"] == "full_bce" and config["regime"] != "full":
         raise ValueError(
             "The full_bce loss is the fully-labelled upper bound and trains on full "

@@ -23,7 +23,7 @@ STATE_VERSION = 1
 # run, and how often it checkpoints changes nothing it computes. Resuming on a
 # different number of devices is allowed too (a host lost a GPU); the result is
 # then equal within float rounding, not bit for bit.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "distribute")
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every")
 
 
 class NonFiniteLossError(RuntimeError):
