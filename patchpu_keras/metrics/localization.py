@@ -164,8 +164,11 @@ def normalized_attention_entropy(attention):
         raise ValueError(
             f"Entropy over patches needs at least 2 patches. Received: num_patches={num_patches}"
         )
+    # float32 weights sum to 1 only up to rounding, which can put a near-uniform
+    # attention's entropy a hair above log(num_patches): renormalise, then clip.
+    attention = attention / np.sum(attention, axis=-1, keepdims=True)
     terms = np.where(attention > 0, -attention * np.log(np.where(attention > 0, attention, 1.0)), 0.0)
-    return terms.sum(axis=-1) / np.log(num_patches)
+    return np.clip(terms.sum(axis=-1) / np.log(num_patches), 0.0, 1.0)
 
 
 def attention_entropy(attention, labels):
