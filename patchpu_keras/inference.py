@@ -233,9 +233,10 @@ def explanation_figure(model, image, outputs, top_k=3, level=0, panel_size=PANEL
         boxes, levels = model.patches.patch_boxes(size, size)
         # Patches are cut from the image resized to image_size x image_size.
         boxes = np.asarray(boxes) * np.array([height, width, height, width]) / size
-        if level not in set(np.asarray(levels).tolist()):
+        available = sorted(set(np.asarray(levels).tolist()))  # Python ints, not np.int32(...) in the message
+        if level not in available:
             raise ValueError(
-                f"`level` must be one of the model's levels {sorted(set(levels))}. "
+                f"`level` must be one of the model's levels {available}. "
                 f"Received: level={level}"
             )
         return attention_figure(

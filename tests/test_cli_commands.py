@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -95,6 +96,29 @@ def test_explain_writes_figures_and_skips_unreadable_files(run_dir, image_files,
     assert sorted(os.listdir(out)) == ["camera.png"]
     assert Image.open(out / "camera.png").size == (4 * 224, 224 + 22)
     assert str(out / "camera.png") in result.stdout
+
+
+def test_explain_draws_the_level_asked_for(run_dir, image_files, trained_model, tmp_path):
+    from patchpu_keras.data.image_files import resize_image
+    from patchpu_keras.inference import explanation_figure, predict_batch
+
+    image = read_image(image_files["chelsea.png"])
+    # What explain does: the decoded image resized by the serving ops, in a batch of 16.
+    resized = resize_image(image, trained_model.image_size).numpy()[None]
+    outputs = {key: value[0] for key, value in predict_batch(trained_model, resized, 16).items()}
+    drawn = {}
+    for level in (0, 1):
+        out = tmp_path / f"level{level}"
+        result = CliRunner().invoke(cli, ["explain", "--model", str(run_dir / "model.keras"), image_files["chelsea.png"],
+                                          "--out", str(out), "--top-k", "2", "--level", str(level)])
+        assert result.exit_code == 0, result.output
+        drawn[level] = np.asarray(Image.open(out / "chelsea.png").convert("RGB")).astype(int)
+        expected = np.asarray(explanation_figure(trained_model, image, outputs, top_k=2, level=level).convert("RGB"))
+        assert np.abs(drawn[level] - expected).max() <= 1, level
+    assert np.abs(drawn[0] - drawn[1]).max() > 50  # 4 fine patches vs 1 coarse: different tints
+    result = CliRunner().invoke(cli, ["explain", "--model", str(run_dir / "model.keras"), image_files["chelsea.png"],
+                                      "--out", str(tmp_path / "level2"), "--level", "2"])
+    assert result.exit_code != 0 and "`level` must be one of the model's levels [0, 1]. Received: level=2" in result.output
 
 
 @pytest.mark.parametrize("command", [

@@ -27,10 +27,10 @@ def _sets(assignments):
     return sum((["--set", assignment] for assignment in assignments), [])
 
 
-def _train(recipe, data_dir, out, *assignments):
+def _train(recipe, data_dir, out, *assignments, source=None):
     result = CliRunner().invoke(
         cli, ["train", "--recipe", recipe, "--data-dir", str(data_dir), "--epochs", "1", "--out", str(out)]
-        + _sets(TINY_PAPER + list(assignments)),
+        + (["--source", source] if source else []) + _sets(TINY_PAPER + list(assignments)),
     )
     assert result.exit_code == 0, result.output
     return result.output, json.load(open(os.path.join(out, "report.json")))
@@ -53,6 +53,26 @@ def test_dataset_recipes_hold_the_papers_settings(name, dataset, loss, regime, r
         assert f"mAP {reported}" in recipes.summary(name)
 
 
+# The demo recipe's own values (recipes/demo.py): the paper's structure at 112x112.
+DEMO = {"dataset": "fashion_mnist_mosaics", "num_train": 2000, "num_test": 600, "items_per_image": (1, 4),
+        "item_size": 28, "regime": "single_positive", "label_seed": 1200, "image_size": 112, "patch_size": 28,
+        "stride": 28, "num_resolutions": 3, "downsample_factor": 2, "embedding_dim": 256, "mlp_units": 256,
+        "loss": "weak_negative", "epochs": 6, "batch_size": 16, "learning_rate": 5e-3, "lr_decay_epochs": 2,
+        "lr_decay_rate": 0.5, "weight_decay": 1e-4, "theta": 0.0, "expected_positives": 2.26,
+        "apl_warmup_epochs": 3}
+
+
+def test_demo_recipe_holds_its_values_and_builds_the_215842_parameter_model():
+    from patchpu_keras.training import build_model
+
+    config = recipes.load("demo")
+    assert {key: config[key] for key in DEMO} == DEMO
+    model = build_model(config, num_labels=10)
+    # docs/architecture.md and docs/benchmarks.md quote 215,842 and 16 + 4 + 1 patches.
+    assert model.count_params() == 215_842 and model.num_patches == 21
+    assert "python cli.py train --recipe demo" in recipes._module("demo").__doc__
+
+
 def test_data_summary_prints_counts_regimes_and_every_skipped_file(tmp_path):
     trees.make_voc(tmp_path, bad=True)
     result = CliRunner().invoke(cli, ["data", "summary", "--recipe", "voc_wn", "--data-dir", str(tmp_path)])
@@ -68,6 +88,16 @@ def test_data_summary_prints_counts_regimes_and_every_skipped_file(tmp_path):
     summary = json.loads(result.output)
     assert summary["splits"]["train"]["images"] == 10 and summary["regimes"]["partial"]["observed_fraction"] == 0.5
     assert summary["problems"]["converted"] == {"CMYK converted to RGB": 1, "grayscale converted to RGB": 1}
+    # --max-files 0: no file listed, only how many there are for each reason.
+    result = CliRunner().invoke(cli, ["data", "summary", "--recipe", "voc_wn", "--data-dir", str(tmp_path),
+                                      "--max-files", "0"])
+    assert result.exit_code == 0, result.output
+    assert not [line for line in result.output.splitlines() if line.startswith("    [")]
+    assert len(summary["problem_files"]) >= 5
+    for key, files in summary["problem_files"].items():
+        assert f"  {key}: {len(files)}\n    ... and {len(files)} more" in result.output
+    for image_id in trees.VOC_BAD:
+        assert image_id not in result.output
 
 
 @pytest.mark.parametrize("command", [["data", "summary"], ["train"]])
@@ -133,8 +163,13 @@ def test_coco_recipe_trains_one_epoch_through_bad_files(tmp_path):
 def test_custom_folders_without_test_train_and_say_the_evaluation_is_on_observed_labels(tmp_path):
     trees.make_folders(tmp_path / "mine", test=False)
     out = tmp_path / "run"
+    # --source names the reader: the folders read as VOC fail with VOC's message.
+    result = CliRunner().invoke(cli, ["train", "--recipe", "custom_wn", "--data-dir", str(tmp_path / "mine"),
+                                      "--source", "voc", "--out", str(out)] + _sets(TINY_PAPER))
+    assert result.exit_code != 0 and "VOC" in result.output and not out.exists()
     output, report = _train("custom_wn", tmp_path / "mine", out, "batch_size=8",
-                            "regime=single_positive", "redraw_each_epoch=true")
+                            "regime=single_positive", "redraw_each_epoch=true", source="folders")
+    assert report["source"] == "folders" and report["config"]["source"] == "folders"
     assert report["class_names"] == ["cat", "dog", "sofa", "tree"]
     assert report["evaluated_on"].startswith("observed_labels (no test split in the data")
     assert "against their observed labels" in output

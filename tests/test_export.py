@@ -124,28 +124,35 @@ def test_an_existing_version_is_kept_without_force(saved_model_dir, trained_else
     assert graph.stat().st_mtime_ns == before
 
 
-def test_onnx_export_runs_in_onnxruntime_and_force_replaces(trained_elsewhere, model, decoded, expected, tmp_path):
+def _onnx_client(model_file, images, tmp_path):
+    """onnx_client.py's output for float images (a dict of name -> array)."""
+    arrays = tmp_path / "images.npz"
+    np.savez(arrays, **{f"image_{i}": image.astype("float32") for i, image in enumerate(images.values())})
+    return json.loads(run_helper("onnx_client.py", model_file, arrays, env=_plain_env(), cwd=tmp_path))
+
+
+def test_onnx_export_from_the_cli_runs_in_onnxruntime_and_force_replaces(trained_elsewhere, model, decoded, expected, tmp_path):
     out = tmp_path / "onnx"
     stale = out / "1" / "stale.txt"
     stale.parent.mkdir(parents=True)
     stale.write_text("from an older export")
-    with pytest.raises(FileExistsError, match="already exists"):
-        export_model(trained_elsewhere["model"], out, version=1, format="onnx")
+    command = ["export", "--model", trained_elsewhere["model"], "--out", str(out), "--format", "onnx"]
+    refused = CliRunner().invoke(cli, command)
+    assert refused.exit_code != 0 and "already exists" in refused.output and "--force" in refused.output
     assert stale.exists()
-    written = export_model(trained_elsewhere["model"], out, version=1, format="onnx", force=True)
-    assert written == os.path.join(str(out), "1", "model.onnx") and os.path.isfile(written)
+    result = CliRunner().invoke(cli, command + ["--force"])
+    assert result.exit_code == 0, result.output
+    written = os.path.join(str(out), "1", "model.onnx")
+    assert result.stdout.strip() == f"wrote {written}" and os.path.isfile(written)
     assert not stale.exists()
     assert not [name for name in os.listdir(out) if name.startswith(".tmp")]
 
-    names = list(decoded)
-    images = tmp_path / "images.npz"
-    np.savez(images, **{f"image_{i}": decoded[name].astype("float32") for i, name in enumerate(names)})
-    output = json.loads(run_helper("onnx_client.py", written, images, env=_plain_env(), cwd=tmp_path))
+    output = _onnx_client(written, decoded, tmp_path)
     assert output["imported"] == []  # neither TensorFlow, Keras nor patchpu_keras
     assert output["label_names"] == model.label_names
     assert output["inputs"][0][:2] == ["images", "tensor(float)"]
     got = np.asarray(output["probabilities"])
-    want = np.stack([expected[name] for name in names])
+    want = np.stack([expected[name] for name in decoded])
     assert np.abs(got - want).max() <= TOLERANCE
 
 
@@ -157,13 +164,43 @@ def test_export_arguments_are_checked(trained_elsewhere, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="other backends export through the subprocess the patch model's tests cover")
-def test_a_cam_model_exports_too(tmp_path, image_files):
+def test_a_cam_models_exports_serve_its_probabilities_to_the_clean_clients(image_files, decoded, tmp_path):
     from patchpu_keras.models import CAMClassifier
+    from tests.helpers.train_on_backend import calibrate_batch_norms
 
     model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
-    # export_model reloads each artifact and checks it against the model (1e-5) before writing it.
-    saved = export_model(model, tmp_path, version=1)
-    written = export_model(model, tmp_path, version=2, format="onnx")
-    assert os.path.isfile(os.path.join(saved, "saved_model.pb")) and os.path.isfile(written)
+    resized = [keras.ops.convert_to_numpy(keras.ops.image.resize(image.astype("float32"), (32, 32))) for image in decoded.values()]
+    calibrate_batch_norms(model, np.stack(resized))  # scores that differ between images
+    model.save(tmp_path / "cam.keras")  # exported from the file: on JAX and PyTorch, by the TF subprocess
+    saved = export_model(tmp_path / "cam.keras", tmp_path / "export", version=1)
+    onnx_file = export_model(tmp_path / "cam.keras", tmp_path / "export", version=2, format="onnx")
+    names = list(image_files)
+    want = np.stack([keras.ops.convert_to_numpy(model.predict(decoded[name][None], verbose=0)["probabilities"])[0]
+                     for name in names])
+    assert np.abs(want - want[0]).max() > 0.01  # the images get different scores
+
+    served = json.loads(run_helper("plain_tf_client.py", saved, *(image_files[name] for name in names),
+                                   env=_plain_env(), cwd=tmp_path))
+    assert "patchpu_keras" not in served["imported"]
+    assert np.abs(np.asarray(served["serving_default"]["probabilities"]) - want).max() <= TOLERANCE
+    assert np.abs(np.asarray(served["serve_images"]["probabilities"]) - want).max() <= TOLERANCE
+    assert served["serving_default"]["label_names"] == [["a", "b", "c"]] * len(names)
+    output = _onnx_client(onnx_file, {name: decoded[name] for name in names}, tmp_path)
+    assert output["label_names"] == ["a", "b", "c"] and output["imported"] == []
+    assert np.abs(np.asarray(output["probabilities"]) - want).max() <= TOLERANCE
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the self-check runs in the TensorFlow process, which a monkeypatch here cannot reach")
+@pytest.mark.parametrize("format", ["tf_saved_model", "onnx"])
+def test_an_export_that_fails_its_self_check_is_not_written(monkeypatch, tmp_path, format):
+    from patchpu_keras import export
+    from patchpu_keras.models import CAMClassifier
+
+    model = CAMClassifier(3, backbone="tiny", image_size=32)
+    reference = export._reference
+    # The artifact is checked against the model on a synthetic image: shift the model's side.
+    monkeypatch.setattr(export, "_reference", lambda model, image: reference(model, image) + 1e-4)
+    with pytest.raises(RuntimeError, match=r"does not reproduce the model \(max abs difference \d\.\d\de-0[45] > 1e-05\); nothing was written"):
+        export_model(model, tmp_path, version=1, format=format)
+    assert os.listdir(tmp_path) == []  # neither the version nor the staging folder

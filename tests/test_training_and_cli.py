@@ -15,6 +15,30 @@ from patchpu_keras.metrics import mean_average_precision_score
 from tests.configs import TINY_DEMO_OVERRIDES as TINY_DEMO
 
 
+def _saved_model_and_its_test_map(out, report):
+    """The run's saved model and its mAP on the run's held-out mosaics."""
+    from patchpu_keras.data import load_data
+
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    data = load_data(report["config"], splits=("test",))
+    images, targets = zip(*[(x.numpy(), y["full_labels"].numpy()) for x, y in data.test])
+    scores = model.predict(np.concatenate(images), verbose=0)["probabilities"]
+    return model, mean_average_precision_score(np.concatenate(targets), scores)
+
+
+def _assert_the_saved_annotation_is_the_regimes_draw(out, config):
+    """observed_labels.npz holds the draw of the recipe's regime and label seed from the full labels."""
+    from patchpu_keras.data import observe
+    from patchpu_keras.data.mosaics import recipe_mosaics
+
+    drawn = np.load(os.path.join(out, "observed_labels.npz"))
+    full = recipe_mosaics(config)["train"]["full_labels"]
+    np.testing.assert_array_equal(drawn["observed_labels"], observe(full, config["regime"], seed=config["label_seed"]))
+    assert np.all((drawn["observed_labels"] == 1).sum(1) == 1) and np.all(full[drawn["observed_labels"] == 1] == 1)
+    assert (str(drawn["regime"]), int(drawn["label_seed"])) == (config["regime"], config["label_seed"])
+    return drawn["observed_labels"]
+
+
 def test_recipes_list_and_overrides():
     methods = ["an", "an_ls", "wan", "epr", "role", "ll_r", "ll_ct", "ll_cp", "em_apl", "en_cl",
                "resnet50_bce", "resnet50_an", "resnet50_ll_r_boostlu"]
@@ -45,22 +69,18 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.load(open(os.path.join(out, "report.json")))
     assert report["status"] == "completed" and report["epochs_completed"] == 2
-    assert 0.0 <= report["map"] <= 1.0
     assert set(report["per_class_ap"]) <= set(report["class_names"])
     assert len(report["history"]["loss"]) == 2 and len(report["history"]["val_map"]) == 2
     assert report["config"]["image_size"] == 56 and report["seconds"] > 0
     assert f"Test mAP: {report['map']:.4f}" in result.output
 
-    model = keras.models.load_model(os.path.join(out, "model.keras"))
-    assert isinstance(model, PatchPUClassifier) and model.label_names == report["class_names"]
     # The reported mAP is the saved model's mAP on the held-out mosaics.
-    from patchpu_keras.data import load_data
-
-    data = load_data(report["config"])
-    images, targets = zip(*[(x.numpy(), y["full_labels"].numpy()) for x, y in data.test])
-    scores = model.predict(np.concatenate(images), verbose=0)["probabilities"]
-    assert mean_average_precision_score(np.concatenate(targets), scores) == pytest.approx(report["map"], abs=1e-5)
+    model, saved_map = _saved_model_and_its_test_map(out, report)
+    assert isinstance(model, PatchPUClassifier) and model.label_names == report["class_names"]
+    assert saved_map == pytest.approx(report["map"], abs=1e-5)
     assert report["history"]["val_map"][-1] == pytest.approx(report["map"], abs=1e-5)
+    assert report["num_parameters"] == model.count_params()
+    _assert_the_saved_annotation_is_the_regimes_draw(out, report["config"])
 
     # TensorBoard: the epoch scalars are the history, the last point the report.
     scalars = tensorboard_scalars(os.path.join(out, "logs"))
@@ -73,9 +93,6 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     for name, ap in report["per_class_ap"].items():
         assert scalars.get(f"test/test/ap/{name}") == (None if ap is None else pytest.approx([ap]))
     assert not os.path.exists(os.path.join(out, "checkpoint", "incomplete"))
-
-    drawn = np.load(os.path.join(out, "observed_labels.npz"))
-    assert np.all((drawn["observed_labels"] == 1).sum(1) == 1)
     heatmap = Image.open(os.path.join(out, "heatmaps", "test_0000.png"))
     assert heatmap.size == (3 * 224, 224 + 22)
     pixels = np.asarray(heatmap)
@@ -150,7 +167,22 @@ def test_compared_methods_train_from_the_cli(tmp_path, overrides):
     result = CliRunner().invoke(cli, args + sum((["--set", s] for s in TINY_DEMO + overrides), []))
     assert result.exit_code == 0, result.output
     report = json.load(open(os.path.join(out, "report.json")))
-    assert report["status"] == "completed" and 0.0 <= report["map"] <= 1.0
-    model = keras.models.load_model(os.path.join(out, "model.keras"))
-    if "loss=role" in overrides or "loss=ll_cp" in overrides:
-        assert model.loss_state is not None and int(keras.ops.convert_to_numpy(model.loss_state.epoch)) == 1
+    assert report["status"] == "completed" and report["epochs_completed"] == 2
+    assert [len(report["history"][key]) for key in ("loss", "val_loss", "val_map")] == [2, 2, 2]
+    model, saved_map = _saved_model_and_its_test_map(out, report)
+    assert saved_map == pytest.approx(report["map"], abs=1e-5)
+    observed = _assert_the_saved_annotation_is_the_regimes_draw(out, report["config"])
+    state = model.loss_state
+    assert int(keras.ops.convert_to_numpy(state.epoch)) == 1  # the second epoch is epoch 1
+    if "model=cam" in overrides:
+        assert (model.backbone_name, model.boost_lu_alpha) == ("tiny", 5.0)
+    elif "loss=role" in overrides:
+        initial = losses.build_loss(report["config"]).make_state(observed)
+        table = keras.ops.convert_to_numpy(state.table("label_estimate_logits"))
+        start = keras.ops.convert_to_numpy(initial.table("label_estimate_logits"))
+        assert np.all(table != start)  # every image was in a batch, every estimate trained
+    else:
+        # LL-Cp, epoch 1 at rate 0.1: ceil(0.1 x 16 x 10) = 16 flips in each of the 2 batches.
+        stored = keras.ops.convert_to_numpy(state.table("observed"))
+        assert np.all(stored[observed == 1] == 1) and set(np.unique(stored)) <= {0.0, 1.0}
+        assert ((stored == 1) & (observed == 0)).sum() == 32

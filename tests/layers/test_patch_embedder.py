@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from patchpu_keras.layers import MBConvBlock, PatchEmbedder
 from tests.conftest import to_numpy
@@ -12,15 +13,18 @@ def _efficientnet_cut(patch_size):
     return keras.Model(base.input, base.get_layer("block3b_add").output), base
 
 
-def test_same_weights_and_outputs_as_keras_efficientnet_b0_blocks(rng):
-    cut, base = _efficientnet_cut(32)
+@pytest.mark.parametrize("patch_size", [32, 33])  # even and odd: EfficientNet pads them differently
+def test_same_outputs_as_keras_efficientnet_b0_cut_at_block3b_then_pooled_and_projected(rng, patch_size):
+    cut, base = _efficientnet_cut(patch_size)
     embedder = PatchEmbedder(embedding_dim=8)
-    embedder.build((None, 1, 32, 32, 3))
+    embedder.build((None, 1, patch_size, patch_size, 3))
     reference_trainable = sum(int(np.prod(w.shape)) for w in cut.trainable_weights)
     ours_trainable = sum(int(np.prod(w.shape)) for w in embedder.trainable_weights)
     assert ours_trainable - (40 * 8 + 8) == reference_trainable == 65730
 
-    # Copy EfficientNet's weights into ours, layer by layer, by name.
+    # Copy EfficientNet's own random initial weights into ours, layer by layer, by
+    # EfficientNet's names; batch norms get statistics and scales away from the identity
+    # (small enough that the pooled features still depend on the patch).
     pairs = [(embedder.stem_conv, "stem_conv"), (embedder.stem_bn, "stem_bn")]
     for block in embedder.blocks:
         for sub in (block.expand_conv, block.expand_bn, block.depthwise_conv, block.depthwise_bn,
@@ -29,19 +33,24 @@ def test_same_weights_and_outputs_as_keras_efficientnet_b0_blocks(rng):
                 pairs.append((sub, f"{block.name}_{sub.name}"))
     for ours, name in pairs:
         reference = base.get_layer(name)
-        weights = [rng.normal(0, 0.3, w.shape).astype("float32") for w in reference.get_weights()]
-        if "bn" in name:  # keep variances positive
-            weights[-1] = np.abs(weights[-1]) + 0.5
-        reference.set_weights(weights)
+        weights = reference.get_weights()
+        if "bn" in name:  # gamma, beta, moving mean, moving variance
+            gamma, beta, mean, variance = (rng.normal(0, 0.1, w.shape).astype("float32") for w in weights)
+            weights = [1 + gamma, beta, mean, 1 + np.abs(variance)]
+            reference.set_weights(weights)
         ours.set_weights(weights)
+    kernel, bias = rng.normal(0, 0.3, (40, 8)).astype("float32"), rng.normal(0, 0.3, 8).astype("float32")
+    embedder.projection.set_weights([kernel, bias])
 
-    patches = rng.uniform(0, 1, (3, 32, 32, 3)).astype("float32")
-    expected = to_numpy(cut(patches * 255.0, training=False))  # EfficientNet rescales by 1/255
-    x = keras.ops.pad(patches, ((0, 0), (0, 1), (0, 1), (0, 0)))
-    x = keras.activations.swish(embedder.stem_bn(embedder.stem_conv(x), training=False))
-    for block in embedder.blocks:
-        x = block(x, training=False)
-    np.testing.assert_allclose(to_numpy(x), expected, rtol=1e-4, atol=1e-4)
+    # Two images of two patches each, values in [0, 1] (EfficientNet takes [0, 255]),
+    # of different brightness so that their pooled features differ.
+    brightness = np.array([0.2, 0.5, 0.8, 1.0], "float32").reshape((2, 2, 1, 1, 1))
+    patches = rng.uniform(0, 1, (2, 2, patch_size, patch_size, 3)).astype("float32") * brightness
+    features = to_numpy(cut(patches.reshape((4, patch_size, patch_size, 3)) * 255.0, training=False))
+    expected = (features.mean(axis=(1, 2)) @ kernel + bias).reshape((2, 2, 8))
+    got = to_numpy(embedder(patches, training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(expected).max() > 0.1 and np.abs(expected[0, 0] - expected[1, 1]).max() > 1e-2
 
 
 def test_patches_are_folded_into_the_batch(rng):

@@ -76,6 +76,46 @@ def test_weak_negative_matches_numpy(rng, theta):
     assert np.any((weights > 0) & (weights < 1))
 
 
+def _gradient(function, x):
+    """d function(x) / dx on the active backend (jitted on JAX, as training is)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.jit(jax.grad(function))(x))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            value = function(variable)
+        gradient = tape.gradient(value, variable)
+    else:
+        import torch
+
+        variable = torch.tensor(x, requires_grad=True)
+        value = function(variable)
+        gradient = torch.autograd.grad(value, variable, allow_unused=True)[0] if value.requires_grad else None
+    # An input the graph does not reach has no gradient at all: that is a zero gradient.
+    return np.zeros_like(x) if gradient is None else to_numpy(gradient)
+
+
+def test_weak_negative_weights_carry_no_gradient(rng):
+    observed, p, embeddings = _random_problem(rng)
+    p = np.clip(p, 0.05, 0.95)  # away from the clipped logs
+    # The loss depends on the embeddings (through the weights) ...
+    moved = embeddings + rng.normal(size=embeddings.shape).astype("float32")
+    assert abs(float(to_numpy(losses.weak_negative(observed, p, moved))) - float(to_numpy(losses.weak_negative(observed, p, embeddings)))) > 1e-3
+    # ... but no gradient flows into them: the weights are targets, held fixed (eq. 8).
+    to_embeddings = _gradient(lambda e: losses.weak_negative(observed, p, e), embeddings)
+    np.testing.assert_array_equal(to_embeddings, np.zeros_like(embeddings))
+    # The probabilities get the gradient of the weighted terms, weights as constants.
+    weights = numpy_weak_negative_weights(observed, embeddings, 0.0)
+    expected = np.where(observed == 1, -1 / p, weights / (1 - p)) / p.size
+    to_probabilities = _gradient(lambda q: losses.weak_negative(observed, q, embeddings), p)
+    np.testing.assert_allclose(to_probabilities, expected, rtol=1e-4, atol=1e-7)
+
+
 def test_weak_negative_targets_follow_similarity():
     # Label 1 copies the positive label 0's representation -> weight 1;
     # label 2 is orthogonal -> 0; label 3 is opposite -> thresholded to 0.
