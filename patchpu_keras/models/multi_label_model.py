@@ -78,7 +78,7 @@ class MultiLabelModel(keras.Model):
     def float32_outputs(outputs):
         """The output dict with every floating tensor cast to float32 (mixed precision)."""
         return {
-            key: ops.cast(value, "float32") if "float" in str(value.dtype) else value
+            key: ops.cast(value, "float32") if "float" in keras.backend.standardize_dtype(value.dtype) else value
             for key, value in outputs.items()
         }
 
