@@ -15,6 +15,11 @@ from tests.configs import TINY_DEMO_OVERRIDES
 
 
 @pytest.mark.large
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="the poisoned loss reads the optimizer's iteration count, which JAX's stateless train "
+           "step does not expose inside compute_loss (the guard itself is backend-independent)",
+)
 def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     # 32 images, batch 16: 2 steps per epoch. From optimizer iteration 3 on (epoch 2,
     # step 2) the loss is NaN.
@@ -23,7 +28,8 @@ def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
     def nan_from_iteration_3(self, *args, **kwargs):
         loss = original(self, *args, **kwargs)
-        return keras.ops.where(self.optimizer.iterations >= 3, np.nan, loss)
+        iterations = keras.ops.convert_to_tensor(self.optimizer.iterations)
+        return keras.ops.where(iterations >= 3, np.nan, loss)
 
     monkeypatch.setattr(MultiLabelModel, "compute_loss", nan_from_iteration_3)
     with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 2 \(step 4 of the run\)") as caught:
