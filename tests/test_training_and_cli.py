@@ -92,7 +92,8 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     assert scalars["test/test/map"] == pytest.approx([report["map"]])
     for name, ap in report["per_class_ap"].items():
         assert scalars.get(f"test/test/ap/{name}") == (None if ap is None else pytest.approx([ap]))
-    assert not os.path.exists(os.path.join(out, "checkpoint", "incomplete"))
+    # The run's checkpoint: the state and one weights file, nothing half-written.
+    assert sorted(os.listdir(os.path.join(out, "checkpoint"))) == ["state.json", "weights-000000004.weights.h5"]
     heatmap = Image.open(os.path.join(out, "heatmaps", "test_0000.png"))
     assert heatmap.size == (3 * 224, 224 + 22)
     pixels = np.asarray(heatmap)

@@ -122,9 +122,10 @@ class CAMClassifier(MultiLabelModel):
         self.boost_lu_alpha = boost_lu_alpha
         self.backbone_weights = backbone_weights
         # === Layers ===
-        self.backbone = build_backbone(backbone, self.image_size, backbone_weights)
-        self.cam_head = layers.Conv2D(num_labels, 1, name="cam_head")
-        self.cam_head.build(self.backbone.output.shape)
+        with self.layer_policy():
+            self.backbone = build_backbone(backbone, self.image_size, backbone_weights)
+            self.cam_head = layers.Conv2D(num_labels, 1, name="cam_head")
+            self.cam_head.build(self.backbone.output.shape)
         self.built = True
 
     def head_layers(self):
@@ -136,8 +137,8 @@ class CAMClassifier(MultiLabelModel):
         cam = self.cam_head(features)
         if self.boost_lu_alpha is not None:
             cam = ops.maximum(cam, self.boost_lu_alpha * cam)
-        logits = ops.mean(cam, axis=(1, 2))
-        return {"probabilities": ops.sigmoid(logits), "logits": logits, "cam": cam}
+        logits = ops.mean(ops.cast(cam, "float32"), axis=(1, 2))
+        return self.float32_outputs({"probabilities": ops.sigmoid(logits), "logits": logits, "cam": cam})
 
     def get_config(self):
         return {

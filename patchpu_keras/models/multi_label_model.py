@@ -1,3 +1,5 @@
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -28,6 +30,10 @@ class MultiLabelModel(keras.Model):
       on every backend. A plain Keras loss sees the probabilities.
     - Compiled metrics are updated against `full_labels`, only when the target
       carries them.
+    - Mixed precision: `dtype="mixed_bfloat16"` (or `"mixed_float16"`, or the
+      global `keras.config.set_dtype_policy`) computes in 16 bits with float32
+      weights; every output of the returned dict is float32, so losses and
+      metrics see float32. The policy is saved with the model.
 
     Args:
         num_labels: int, L.
@@ -67,6 +73,24 @@ class MultiLabelModel(keras.Model):
         self.label_names = label_names
         self.loss_state = loss_state
         self.preprocessing = preprocessing
+
+    @contextlib.contextmanager
+    def layer_policy(self):
+        """Sublayers created inside get the model's dtype policy (Keras does not pass it down)."""
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.dtype_policy)
+        try:
+            yield
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    @staticmethod
+    def float32_outputs(outputs):
+        """The output dict with every floating tensor cast to float32 (mixed precision)."""
+        return {
+            key: ops.cast(value, "float32") if "float" in keras.backend.standardize_dtype(value.dtype) else value
+            for key, value in outputs.items()
+        }
 
     def build(self, input_shape=None):
         # Sublayers are built in __init__ (every shape is known from the config).
@@ -180,6 +204,7 @@ class MultiLabelModel(keras.Model):
     def get_config(self):
         return {
             "name": self.name,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "num_labels": self.num_labels,
             "image_size": self.image_size,
             "label_names": self.label_names,

@@ -148,38 +148,40 @@ class PatchPUClassifier(MultiLabelModel):
         self.embedder_weights = embedder_weights
 
         # === Layers ===
-        self.patches = MultiResolutionPatches(
-            patch_size=self.patch_size,
-            stride=self.stride,
-            num_resolutions=num_resolutions,
-            downsample_factor=downsample_factor,
-            max_patches_per_resolution=max_patches_per_resolution,
-            seed=seed,
-            name="patches",
-        )
-        self.patches._check_size(self.image_size, self.image_size)
-        self.embedder = PatchEmbedder(
-            embedding_dim=embedding_dim, drop_connect_rate=drop_connect_rate, name="embedder"
-        )
-        self.attention = LabelCodebookAttention(
-            num_labels,
-            embedding_dim=embedding_dim,
-            mlp_units=mlp_units,
-            score_scale=attention_score_scale,
-            learn_temperature=attention_learn_temperature,
-            codebook_init_mode=codebook_init_mode,
-            name="attention",
-        )
-        self.classifier = SoftmaxLabelClassifier(num_labels, name="classifier")
+        with self.layer_policy():
+            self.patches = MultiResolutionPatches(
+                patch_size=self.patch_size,
+                stride=self.stride,
+                num_resolutions=num_resolutions,
+                downsample_factor=downsample_factor,
+                max_patches_per_resolution=max_patches_per_resolution,
+                seed=seed,
+                name="patches",
+            )
+            self.patches._check_size(self.image_size, self.image_size)
+            self.embedder = PatchEmbedder(
+                embedding_dim=embedding_dim, drop_connect_rate=drop_connect_rate, name="embedder"
+            )
+            self.attention = LabelCodebookAttention(
+                num_labels,
+                embedding_dim=embedding_dim,
+                mlp_units=mlp_units,
+                score_scale=attention_score_scale,
+                learn_temperature=attention_learn_temperature,
+                codebook_init_mode=codebook_init_mode,
+                name="attention",
+            )
+            # The softmax over labels stays in float32 under mixed precision.
+            self.classifier = SoftmaxLabelClassifier(num_labels, name="classifier", dtype="float32")
 
-        # Every shape is known from the config, so the weights exist as soon as
-        # the model does (save, load and summary need no sample call).
-        num_patches = self.patches.num_patches(self.image_size, self.image_size)
-        self.embedder.build((None, num_patches, self.patch_size, self.patch_size, 3))
-        self.attention.build((None, num_patches, embedding_dim))
-        self.classifier.build((None, num_labels, embedding_dim))
-        if efficientnet is not None:
-            self.embedder.copy_efficientnet_b0_weights(efficientnet)
+            # Every shape is known from the config, so the weights exist as soon as
+            # the model does (save, load and summary need no sample call).
+            num_patches = self.patches.num_patches(self.image_size, self.image_size)
+            self.embedder.build((None, num_patches, self.patch_size, self.patch_size, 3))
+            self.attention.build((None, num_patches, embedding_dim))
+            self.classifier.build((None, num_labels, embedding_dim))
+            if efficientnet is not None:
+                self.embedder.copy_efficientnet_b0_weights(efficientnet)
         self.built = True
 
     @property
@@ -197,11 +199,11 @@ class PatchPUClassifier(MultiLabelModel):
         patch_embeddings = self.embedder(patches, training=training)
         label_embeddings, attention = self.attention(patch_embeddings)
         probabilities = self.classifier(label_embeddings)
-        return {
+        return self.float32_outputs({
             "probabilities": probabilities,
             "label_embeddings": label_embeddings,
             "attention": attention,
-        }
+        })
 
     # === Config ===
 

@@ -18,6 +18,7 @@ from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precis
 from patchpu_keras.models import PatchPUClassifier
 from patchpu_keras.training.builders import build_loss, build_model, build_optimizer, training_budget
 from patchpu_keras.training.diagnostics import TrainingDiagnostics
+from patchpu_keras.training.distribution import Distribution, ValidationMeanAveragePrecision
 from patchpu_keras.training.non_finite_loss import StopOnNonFiniteLoss
 from patchpu_keras.training.run_checkpoint import (
     CHECKPOINT_DIR,
@@ -35,12 +36,6 @@ from patchpu_keras.visualization import attention_figure
 
 def _checked_loss(config):
     """The recipe's loss, built before any data is read so a wrong setting fails at once."""
-    for key, allowed in (("distribute", ("none",)), ("dtype_policy", (None, "float32"))):
-        if config.get(key, allowed[0]) not in allowed:
-            raise ValueError(
-                f"`train` does not support `{key}` other than {allowed[0]!r} yet (docs/scaling.md says "
-                f"what is planned). Remove `--set {key}=...`. Received: {key}={config[key]!r}"
-            )
     if config["loss"] == "full_bce" and config["regime"] != "full":
         raise ValueError(
             "The full_bce loss is the fully-labelled upper bound and trains on full "
@@ -138,6 +133,8 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
         data on disk, `files_skipped` and `data_notes`.
     """
     loss = _checked_loss(config)
+    distribution = Distribution.from_config(config)
+    distribution.check_loss(loss)
     resumed = _resume_point(config, out_dir) if resume else None
     if not resume:
         _check_fresh_start(out_dir)
@@ -159,112 +156,121 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
             f"Cannot resume {out_dir}: its epochs had {resumed['steps_per_epoch']} steps, the data now "
             f"gives {steps_per_epoch}: the training data changed since the run started."
         )
+    distribution.check_batches(config["batch_size"], data.num_train, "training")
+    distribution.check_batches(config["batch_size"], data.num_test, "test")
     if budget.epochs != config["epochs"]:  # losses with epoch schedules follow the run's epochs
         loss = build_loss({**config, "epochs": budget.epochs})
-    loss_state = loss.make_state(observed) if isinstance(loss, StatefulLoss) else None
-    model = build_model(config, num_labels, label_names=class_names, loss_state=loss_state)
-    model.compile(
-        optimizer=build_optimizer(config, budget.steps_per_epoch, loss, budget.lr_decay_steps, model=model),
-        loss=loss,
-        metrics=[MeanAveragePrecision(num_labels, capacity=data.num_test)],
-        jit_compile=keras.backend.backend() == "jax",
-    )
-    if resumed:
-        restore_checkpoint(model, resumed)
-    index = data.index
-    report = {
-        "status": "running",
-        "backend": keras.backend.backend(),
-        "num_parameters": model.count_params(),
-        "num_patches": getattr(model, "num_patches", None),
-        "num_train_images": data.num_train,
-        "num_test_images": data.num_test,
-        "class_names": class_names,
-        "source": data.source,
-        "evaluated_on": data.evaluated_on,
-        "config": config,
-        "budget": {**budget._asdict(), "total_steps": budget.total_steps},
-    }
-    if resumed:
-        report["resumed_from"] = {key: resumed[key] for key in ("epoch", "step", "iterations")}
-    if index is not None:
-        report.update(data_dir=index.root, files_skipped=index.problem_counts(), data_notes=index.notes)
-    checkpoint = RunCheckpoint(
-        out_dir, config=config, steps_per_epoch=steps_per_epoch,
-        checkpoint_every=config.get("checkpoint_every"), resumed_from=resumed,
-    )
-    # The guard comes first, so a non-finite step is never checkpointed; the diagnostics
-    # next, so TensorBoard and the checkpoint record the logs they add; TensorBoard before
-    # the checkpoint, so a crash between them repeats an epoch's point rather than losing it.
-    guard = StopOnNonFiniteLoss(checkpoint)
-    diagnostics = [] if data.probe is None else [
-        TrainingDiagnostics(data.probe, config["batch_size"], data.probe_objects, config.get("theta", 0.0))
-    ]
-    callbacks = [guard, *diagnostics, tensorboard_callback(out_dir), checkpoint]
-    start = time.time()
-    try:
-        if resumed and resumed["step"] > 0:
-            # The interrupted epoch: the same order, without the steps already trained.
-            model.fit(
-                data.train.skip(resumed["step"]), initial_epoch=first_epoch, epochs=first_epoch + 1,
-                validation_data=data.test, callbacks=callbacks, shuffle=False, verbose=verbose,
-            )
-            first_epoch += 1
-        if first_epoch < budget.epochs:
-            model.fit(
-                data.train,
-                initial_epoch=first_epoch,
-                epochs=budget.epochs,
-                validation_data=data.test,
-                callbacks=callbacks,
-                shuffle=False,  # the dataset reshuffles itself every epoch
-                verbose=verbose,
-            )
-    except BaseException as error:
-        reason = (
-            "non-finite loss" if isinstance(error, NonFiniteLossError)
-            else "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+    with distribution.scope():
+        loss_state = loss.make_state(observed) if isinstance(loss, StatefulLoss) else None
+        model = distribution.prepare_model(
+            build_model(config, num_labels, label_names=class_names, loss_state=loss_state)
         )
+        model.compile(
+            optimizer=build_optimizer(config, steps_per_epoch, loss, budget.lr_decay_steps, model=model),
+            loss=loss,
+            metrics=[MeanAveragePrecision(num_labels, capacity=data.num_test)] if distribution.in_graph_map else [],
+            jit_compile=keras.backend.backend() == "jax",
+        )
+        if resumed:
+            restore_checkpoint(model, resumed)
+        index = data.index
+        report = {
+            "status": "running",
+            "backend": keras.backend.backend(),
+            "devices": distribution.devices,
+            "distribute": distribution.mode,
+            "num_parameters": model.count_params(),
+            "num_patches": getattr(model, "num_patches", None),
+            "num_train_images": data.num_train,
+            "num_test_images": data.num_test,
+            "class_names": class_names,
+            "source": data.source,
+            "evaluated_on": data.evaluated_on,
+            "config": config,
+            "budget": {**budget._asdict(), "total_steps": budget.total_steps},
+        }
+        if resumed:
+            report["resumed_from"] = {key: resumed[key] for key in ("epoch", "step", "iterations")}
+        if index is not None:
+            report.update(data_dir=index.root, files_skipped=index.problem_counts(), data_notes=index.notes)
+        checkpoint = RunCheckpoint(
+            out_dir, config=config, steps_per_epoch=steps_per_epoch,
+            checkpoint_every=config.get("checkpoint_every"), resumed_from=resumed,
+        )
+        # The guard comes first, so a non-finite step is never checkpointed; the diagnostics
+        # next, so TensorBoard and the checkpoint record the logs they add; TensorBoard before
+        # the checkpoint, so a crash between them repeats an epoch's point rather than losing it.
+        guard = StopOnNonFiniteLoss(checkpoint)
+        diagnostics = [] if data.probe is None else [
+            TrainingDiagnostics(data.probe, config["batch_size"], data.probe_objects, config.get("theta", 0.0))
+        ]
+        callbacks = [guard, *diagnostics, tensorboard_callback(out_dir), checkpoint]
+        if not distribution.in_graph_map:
+            callbacks.insert(0, ValidationMeanAveragePrecision(data.test, config["batch_size"]))
+        start = time.time()
+        try:
+            if resumed and resumed["step"] > 0:
+                # The interrupted epoch: the same order, without the steps already trained.
+                model.fit(
+                    data.train.skip(resumed["step"]), initial_epoch=first_epoch, epochs=first_epoch + 1,
+                    validation_data=data.test, callbacks=callbacks, shuffle=False, verbose=verbose,
+                )
+                first_epoch += 1
+            if first_epoch < budget.epochs:
+                model.fit(
+                    data.train,
+                    initial_epoch=first_epoch,
+                    epochs=budget.epochs,
+                    validation_data=data.test,
+                    callbacks=callbacks,
+                    shuffle=False,  # the dataset reshuffles itself every epoch
+                    verbose=verbose,
+                )
+        except BaseException as error:
+            reason = (
+                "non-finite loss" if isinstance(error, NonFiniteLossError)
+                else "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+            )
+            report.update(
+                status="failed",
+                reason=reason,
+                error=f"{type(error).__name__}: {error}",
+                history=checkpoint.history,
+                epochs_completed=len(checkpoint.history.get("loss", [])),
+                last_checkpoint=checkpoint.last_saved and dict(zip(("epoch", "step"), checkpoint.last_saved)),
+                seconds=time.time() - start,
+            )
+            if guard.failure is not None:
+                report["non_finite"] = guard.failure
+            write_json_atomically(os.path.join(out_dir, "report.json"), report)
+            raise
+        train_seconds = checkpoint.train_seconds()
+
+        outputs = predict_labelled(model, data.test, config["batch_size"], keep=num_heatmaps)
+        per_class = per_class_average_precision(outputs["full_labels"], outputs["probabilities"])
+        heatmap_dir = os.path.join(out_dir, "heatmaps")
+        os.makedirs(heatmap_dir, exist_ok=True)
+        boxes, levels = (
+            model.patches.patch_boxes(model.image_size, model.image_size)
+            if isinstance(model, PatchPUClassifier)
+            else (None, None)
+        )
+        for position, image in enumerate(outputs["images"] if boxes is not None else []):
+            figure = attention_figure(
+                image, outputs["probabilities"][position], outputs["attention"][position], boxes, levels, class_names,
+            )
+            figure.save(os.path.join(heatmap_dir, f"test_{position:04d}.png"))
         report.update(
-            status="failed",
-            reason=reason,
-            error=f"{type(error).__name__}: {error}",
+            status="completed",
+            map=float(np.nanmean(per_class)),
+            per_class_ap={
+                name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(class_names, per_class)
+            },
             history=checkpoint.history,
             epochs_completed=len(checkpoint.history.get("loss", [])),
-            last_checkpoint=checkpoint.last_saved and dict(zip(("epoch", "step"), checkpoint.last_saved)),
+            train_seconds=train_seconds,
             seconds=time.time() - start,
         )
-        if guard.failure is not None:
-            report["non_finite"] = guard.failure
+        write_evaluation(out_dir, report["map"], report["per_class_ap"], step=report["epochs_completed"])
         write_json_atomically(os.path.join(out_dir, "report.json"), report)
-        raise
-    train_seconds = checkpoint.train_seconds()
-
-    outputs = predict_labelled(model, data.test, config["batch_size"], keep=num_heatmaps)
-    per_class = per_class_average_precision(outputs["full_labels"], outputs["probabilities"])
-    heatmap_dir = os.path.join(out_dir, "heatmaps")
-    os.makedirs(heatmap_dir, exist_ok=True)
-    boxes, levels = (
-        model.patches.patch_boxes(model.image_size, model.image_size)
-        if isinstance(model, PatchPUClassifier)
-        else (None, None)
-    )
-    for position, image in enumerate(outputs["images"] if boxes is not None else []):
-        figure = attention_figure(
-            image, outputs["probabilities"][position], outputs["attention"][position], boxes, levels, class_names,
-        )
-        figure.save(os.path.join(heatmap_dir, f"test_{position:04d}.png"))
-    report.update(
-        status="completed",
-        map=float(np.nanmean(per_class)),
-        per_class_ap={
-            name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(class_names, per_class)
-        },
-        history=checkpoint.history,
-        epochs_completed=len(checkpoint.history.get("loss", [])),
-        train_seconds=train_seconds,
-        seconds=time.time() - start,
-    )
-    write_evaluation(out_dir, report["map"], report["per_class_ap"], step=report["epochs_completed"])
-    write_json_atomically(os.path.join(out_dir, "report.json"), report)
-    return report
+        return report

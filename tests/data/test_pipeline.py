@@ -57,6 +57,33 @@ def test_shuffle_is_a_seeded_new_permutation_every_epoch(voc):
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
 
 
+def test_a_pipeline_started_at_epoch_k_gives_the_epochs_of_an_uninterrupted_one(rng, voc, tmp_path):
+    # What a resumed run relies on: order and redraws of epochs 2, 3 without reading epochs 0, 1.
+    full = (rng.random((8, 5)) < 0.5).astype("float32")
+    full[:, 0] = 1
+
+    def epochs(first_epoch, count):
+        dataset = image_dataset(voc.train, redraw_positives_from=full, image_size=8, batch_size=8,
+                                shuffle=True, seed=3, first_epoch=first_epoch)
+        return [(lambda t: (t["index"], t["observed_labels"]))(_epoch(dataset)[1]) for _ in range(count)]
+
+    uninterrupted, resumed = epochs(0, 4), epochs(2, 2)
+    for (order, drawn), (order_again, drawn_again) in zip(uninterrupted[2:], resumed):
+        np.testing.assert_array_equal(order, order_again)
+        np.testing.assert_array_equal(drawn, drawn_again)
+    assert not np.array_equal(uninterrupted[0][0], resumed[0][0])
+    # In-memory arrays (the demo) too.
+    from patchpu_keras.data.pipeline import array_dataset
+
+    images = rng.integers(0, 256, (8, 4, 4, 3)).astype("uint8")
+
+    def array_orders(first_epoch, count):
+        dataset = array_dataset(images, full_labels=full, batch_size=8, shuffle=True, seed=3, first_epoch=first_epoch)
+        return [_epoch(dataset)[1]["index"] for _ in range(count)]
+
+    np.testing.assert_array_equal(np.stack(array_orders(0, 3)[1:]), np.stack(array_orders(1, 2)))
+
+
 def test_flip_mirrors_images_and_keeps_labels(voc):
     plain, plain_targets = _epoch(image_dataset(voc.train, full_labels=voc.train.full_labels, image_size=16))
     flipped, targets = _epoch(image_dataset(voc.train, full_labels=voc.train.full_labels, image_size=16,

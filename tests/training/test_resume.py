@@ -16,8 +16,9 @@ from patchpu_keras.training.run_checkpoint import config_differences
 from tests.conftest import HELPERS, REPO_ROOT, repo_env
 from tests.configs import TINY_DEMO, set_options
 
-# 48 images in batches of 16: 3 steps per epoch, a checkpoint after every step.
-RESUMED_RUN = {**TINY_DEMO, "num_train": 48, "checkpoint_every": 1}
+# 48 images in batches of 16: 3 steps per epoch, a checkpoint after every step. No flips:
+# they are drawn in a parallel tf.data map, so two runs of the same recipe would differ anyway.
+RESUMED_RUN = {**TINY_DEMO, "num_train": 48, "checkpoint_every": 1, "flip": False}
 EPOCHS = 3
 
 
@@ -97,8 +98,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     state = training.read_checkpoint(str(killed))
     assert (state["epoch"], state["step"], state["iterations"]) == (1, 1, 4)
     assert len(state["history"]["loss"]) == 1 and not os.path.exists(killed / "report.json")
-    assert os.listdir(killed / "checkpoint") == ["state.json", "weights-000000004.weights.h5"] or sorted(
-        os.listdir(killed / "checkpoint")) == ["state.json", "weights-000000004.weights.h5"]
+    assert sorted(os.listdir(killed / "checkpoint")) == ["state.json", "weights-000000004.weights.h5"]
     history_before = state["history"]
 
     resumed = _run_cli(_cli(killed, "--resume"))
@@ -121,9 +121,13 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
         np.load(killed / "observed_labels.npz")["observed_labels"],
         np.load(tmp_path / "uninterrupted" / "observed_labels.npz")["observed_labels"],
     )
-    # Within noise: the weights, the losses and the mAP (see docs/scaling.md#resume). Two
-    # processes of the same run already differ on CPU (random flips inside a parallel tf.data
-    # map, threaded kernels): epoch 1's loss, before any resume, differs by up to 1 %.
+    # Bit-identical: the epoch before the crash (the killed run was the same program until then).
+    for key, values in uninterrupted["history"].items():
+        assert values[:1] == history_before[key]
+    # Within noise: the weights, the losses and the mAP (docs/scaling.md#resume-after-a-crash).
+    # The resumed process traces its own graphs; their float rounding differs from the
+    # uninterrupted one's in the last bits, and a few LAMB steps of this tiny model amplify
+    # that to a few percent.
     largest = max(
         float(np.max(np.abs(weights_resumed[name] - value))) / (float(np.max(np.abs(value))) + 1e-6)
         for name, value in weights_uninterrupted.items() if value.dtype.kind == "f"
@@ -135,4 +139,4 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     )
     np.testing.assert_allclose(resumed["history"]["loss"], uninterrupted["history"]["loss"], rtol=0.15)
     assert largest < 0.1
-    assert resumed["map"] == pytest.approx(uninterrupted["map"], abs=0.05)
+    assert resumed["map"] == pytest.approx(uninterrupted["map"], abs=0.1)
