@@ -64,8 +64,8 @@ def test_method_recipe_builds_its_loss_and_model(prefix, method, monkeypatch):
     # one real ResNet-50 is built, in tests/models/test_stateful_training.py.
     backbones = []
 
-    def record_backbone(name, image_size):
-        backbones.append((name, image_size))
+    def record_backbone(name, image_size, weights=None):
+        backbones.append((name, image_size, weights))
         return original_backbone("tiny", image_size)
 
     original_backbone = cam_classifier.build_backbone
@@ -73,7 +73,7 @@ def test_method_recipe_builds_its_loss_and_model(prefix, method, monkeypatch):
     built = build_model({**config, **SHRUNK}, num_labels=3)
     assert isinstance(built, CAMClassifier if model == "cam" else PatchPUClassifier)
     if model == "cam":
-        assert backbones == [("resnet50", SHRUNK["image_size"])]
+        assert backbones == [("resnet50", SHRUNK["image_size"], config["backbone_weights"])]
         assert built.boost_lu_alpha == alpha and built.backbone_name == "resnet50"
     else:
         assert backbones == []
@@ -104,6 +104,7 @@ LOSS_KEYS = {
         "num_epochs": "epochs", "negative_proportion": "apl_negative_proportion"}),
     "en_cl": (losses.ExpectedNegativeConsistency,
               {"momentum": "en_momentum", "threshold": "en_threshold", "weight": "en_weight"}),
+    "generalized_robust": (losses.GeneralizedRobust, {"q2": "gr_q2", "q3": "gr_q3", "num_epochs": "epochs"}),
 }
 # Kim et al.'s delta_rel per LL mode, used when a recipe leaves delta_rel at None.
 LL_DELTA_REL = {"reject": 0.005, "temporary": 0.002, "permanent": 0.001}
