@@ -62,12 +62,19 @@ def _resume_point(config, out_dir):
             f"run (its recipe is in {CHECKPOINT_DIR}/state.json), or start a new run in another --out. "
             f"Keys that may change on resume: {', '.join(RESUMABLE_CHANGES)}."
         )
-    if state["epoch"] >= config["epochs"] and state["step"] == 0:
+    if state["epoch"] >= _run_epochs(config, state) and state["step"] == 0:
         raise ValueError(
-            f"{out_dir} already completed {state['epoch']} epochs (epochs={config['epochs']}): "
+            f"{out_dir} already completed {state['epoch']} epochs (epochs={_run_epochs(config, state)}): "
             f"nothing to resume. Pass --epochs N with N > {state['epoch']} to train it further."
         )
     return state
+
+
+def _run_epochs(config, state):
+    """The epochs `config` trains for with the checkpoint's steps per epoch (`min_steps` may add some)."""
+    if not state.get("steps_per_epoch"):
+        return config["epochs"]
+    return training_budget(config, state["steps_per_epoch"] * config["batch_size"]).epochs
 
 
 def _check_fresh_start(out_dir):
@@ -75,10 +82,11 @@ def _check_fresh_start(out_dir):
     state = read_checkpoint(out_dir)
     if state is None:
         return
-    if state["epoch"] < state["config"]["epochs"] or state["step"] > 0:
+    epochs = _run_epochs(state["config"], state)
+    if state["epoch"] < epochs or state["step"] > 0:
         raise ValueError(
             f"{out_dir} holds the checkpoint of an interrupted run (epoch {state['epoch']}, step "
-            f"{state['step']}, of {state['config']['epochs']} epochs): add --resume to continue it, "
+            f"{state['step']}, of {epochs} epochs): add --resume to continue it, "
             f"or delete {os.path.join(out_dir, CHECKPOINT_DIR)} (or pass another --out) to start over."
         )
     shutil.rmtree(os.path.join(out_dir, CHECKPOINT_DIR))

@@ -27,10 +27,11 @@ def _config(**changes):
     return {**config, "epochs": EPOCHS, **changes}
 
 
-def _write_state(out_dir, config, epoch, step):
+def _write_state(out_dir, config, epoch, step, **extra):
     os.makedirs(os.path.join(out_dir, "checkpoint"))
     with open(os.path.join(out_dir, "checkpoint", "state.json"), "w") as handle:
-        json.dump({"version": 1, "epoch": epoch, "step": step, "weights": "w.weights.h5", "config": config}, handle)
+        json.dump({"version": 1, "epoch": epoch, "step": step, "weights": "w.weights.h5", "config": config,
+                   **extra}, handle)
 
 
 def test_config_differences_name_the_keys_and_ignore_what_may_change():
@@ -54,6 +55,18 @@ def test_resuming_a_completed_run_asks_for_more_epochs(tmp_path):
     _write_state(str(tmp_path), _config(), epoch=EPOCHS, step=0)
     with pytest.raises(ValueError, match=f"already completed {EPOCHS} epochs.*--epochs N with N > {EPOCHS}"):
         training.train(_config(), str(tmp_path), resume=True)
+
+
+def test_a_run_lengthened_by_min_steps_is_complete_only_after_its_own_epochs(tmp_path):
+    # 3 steps per epoch and min_steps=12: the run trains 4 epochs, not the recipe's 3.
+    config = _config(min_steps=12)
+    _write_state(str(tmp_path), config, epoch=EPOCHS, step=0, steps_per_epoch=3)
+    with pytest.raises(ValueError, match=r"interrupted run \(epoch 3, step 0, of 4 epochs\)"):
+        training.train(config, str(tmp_path))
+    assert os.path.exists(tmp_path / "checkpoint" / "state.json")  # kept, not cleared as complete
+    _write_state(str(tmp_path / "done"), config, epoch=4, step=0, steps_per_epoch=3)
+    with pytest.raises(ValueError, match=r"already completed 4 epochs \(epochs=4\)"):
+        training.train(config, str(tmp_path / "done"), resume=True)
 
 
 def _cli(out_dir, *extra):
