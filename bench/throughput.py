@@ -50,9 +50,6 @@ import click  # noqa: E402
 # `auto`: what trains fastest on CPU. JAX runs op by op without `jit`, which is
 # far slower than XLA; TensorFlow's XLA and `torch.compile` lose on CPU for this
 # model (docs/performance.md).
-AUTO_JIT_COMPILE = {"tensorflow": False, "jax": True, "torch": False}
-
-
 def build(name, image_size, num_labels):
     """A model and its loss, for `name` in ("patch", "resnet50")."""
     from patchpu_keras import losses
@@ -87,11 +84,9 @@ def make_batch(batch_size, image_size, num_labels, seed=0):
 
 
 def resolve_jit(jit_compile):
-    import keras
+    from patchpu_keras.training.builders import resolve_jit_compile
 
-    if jit_compile == "auto":
-        return AUTO_JIT_COMPILE[keras.backend.backend()]
-    return jit_compile == "on"
+    return resolve_jit_compile("auto" if jit_compile == "auto" else jit_compile == "on")
 
 
 def set_policy(policy):
@@ -190,7 +185,7 @@ def format_table(backend, batch_size, rows):
 @click.option("--num-labels", default=20, show_default=True)
 @click.option("--policies", default="float32,mixed_bfloat16", show_default=True)
 @click.option("--jit-compile", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help=f"auto: {AUTO_JIT_COMPILE}.")
+              help="auto: the recipe key jit_compile=auto (patchpu_keras.training.builders.resolve_jit_compile).")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Also measure peak memory, one fresh process per model and policy.")
 @click.option("--worker", type=click.Choice(["time", "memory"]), default=None, hidden=True)

@@ -48,6 +48,10 @@ def _parse(text):
         return text
 
 
+# Keys whose values may change type: `jit_compile` is True, False or "auto".
+MIXED_TYPE_KEYS = {"jit_compile": (bool, str)}
+
+
 def apply_overrides(config, assignments):
     """A copy of `config` with `key=value` assignments applied.
 
@@ -71,7 +75,9 @@ def apply_overrides(config, assignments):
             value = float(value)
         if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
             value = type(current)(value)
-        if current is not None and value is not None and type(value) is not type(current):
+        if key in MIXED_TYPE_KEYS and isinstance(value, MIXED_TYPE_KEYS[key]):
+            pass
+        elif current is not None and value is not None and type(value) is not type(current):
             raise ValueError(
                 f"Recipe key {key!r} expects a {type(current).__name__} "
                 f"(currently {current!r}). Received: {assignment!r}"

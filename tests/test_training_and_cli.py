@@ -72,6 +72,7 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     assert set(report["per_class_ap"]) <= set(report["class_names"])
     assert len(report["history"]["loss"]) == 2 and len(report["history"]["val_map"]) == 2
     assert report["config"]["image_size"] == 56 and report["seconds"] > 0
+    assert report["jit_compile"] is (keras.backend.backend() == "jax")  # "auto" on CPU
     assert f"Test mAP: {report['map']:.4f}" in result.output
 
     # The reported mAP is the saved model's mAP on the held-out mosaics.

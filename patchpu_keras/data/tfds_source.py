@@ -108,7 +108,7 @@ def read_tfds(data_dir, name, cache_dir=None, workers=None):
     import tensorflow_datasets as tfds
 
     if name not in ARCHIVES:
-        raise ValueError(f"TFDS datasets read here: {sorted(ARCHIVES)}. Received: name={name!r}")
+        raise ValueError(f"TFDS datasets this reader knows: {sorted(ARCHIVES)}. Received: name={name!r}")
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(not_found_message(data_dir, name))
     builder = tfds.builder(name, data_dir=data_dir)

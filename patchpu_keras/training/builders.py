@@ -36,6 +36,7 @@ RUN_DEFAULTS = {
     "checkpoint_every": None,  # steps between checkpoints; None: at the end of every epoch only
     "dtype_policy": None,  # None (float32), "float32", "mixed_float16" or "mixed_bfloat16"
     "distribute": "none",  # "none": one device; "auto": every visible device
+    "jit_compile": "auto",  # True, False or "auto" (see resolve_jit_compile)
 }
 
 DTYPE_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
@@ -49,6 +50,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "method_defaults",
+    "resolve_jit_compile",
     "training_budget",
 ]
 
@@ -56,6 +58,39 @@ __all__ = [
 def method_defaults():
     """`MODEL_DEFAULTS`, `TRAINING_DEFAULTS`, `RUN_DEFAULTS` and every key of the loss table, with defaults."""
     return {**MODEL_DEFAULTS, **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
+
+
+def resolve_jit_compile(value):
+    """The `jit_compile` argument of `compile` for the recipe key of that name.
+
+    `True` or `False` are passed to Keras as they are. `"auto"` is the fastest
+    measured choice per backend and device (docs/performance.md):
+
+    - JAX: `True`. Keras runs an un-jitted JAX step op by op, many times slower.
+    - TensorFlow: `True` when a GPU is visible (XLA fuses the embedder's
+      convolutions, batch norms and activations), `False` on CPU, where XLA's
+      convolutions made this model 7-10x slower than oneDNN's.
+    - PyTorch: `False` (Keras' `jit_compile=True` goes through `torch.compile`,
+      which the project does not test).
+
+    Args:
+        value: `True`, `False` or `"auto"`.
+
+    Returns:
+        bool.
+    """
+    if isinstance(value, bool):
+        return value
+    if value != "auto":
+        raise ValueError(f"`jit_compile` must be True, False or 'auto'. Received: jit_compile={value!r}")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    return False
 
 
 class TrainingBudget(typing.NamedTuple):

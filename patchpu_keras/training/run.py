@@ -16,7 +16,13 @@ from patchpu_keras.inference import predict_labelled
 from patchpu_keras.losses import StatefulLoss
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
 from patchpu_keras.models import PatchPUClassifier
-from patchpu_keras.training.builders import build_loss, build_model, build_optimizer, training_budget
+from patchpu_keras.training.builders import (
+    build_loss,
+    build_model,
+    build_optimizer,
+    resolve_jit_compile,
+    training_budget,
+)
 from patchpu_keras.training.diagnostics import TrainingDiagnostics
 from patchpu_keras.training.distribution import Distribution, ValidationMeanAveragePrecision
 from patchpu_keras.training.non_finite_loss import StopOnNonFiniteLoss
@@ -141,6 +147,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
         data on disk, `files_skipped` and `data_notes`.
     """
     loss = _checked_loss(config)
+    resolve_jit_compile(config.get("jit_compile", "auto"))  # a wrong value fails before reading data
     distribution = Distribution.from_config(config)
     distribution.check_loss(loss)
     resumed = _resume_point(config, out_dir) if resume else None
@@ -177,7 +184,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
             optimizer=build_optimizer(config, steps_per_epoch, loss, budget.lr_decay_steps, model=model),
             loss=loss,
             metrics=[MeanAveragePrecision(num_labels, capacity=data.num_test)] if distribution.in_graph_map else [],
-            jit_compile=keras.backend.backend() == "jax",
+            jit_compile=resolve_jit_compile(config.get("jit_compile", "auto")),
         )
         if resumed:
             restore_checkpoint(model, resumed)
@@ -187,6 +194,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
             "backend": keras.backend.backend(),
             "devices": distribution.devices,
             "distribute": distribution.mode,
+            "jit_compile": bool(model.jit_compile),
             "num_parameters": model.count_params(),
             "num_patches": getattr(model, "num_patches", None),
             "num_train_images": data.num_train,

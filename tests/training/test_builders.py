@@ -92,3 +92,19 @@ def test_a_reloaded_model_keeps_the_multiplier_and_the_tables_exclusion_from_wei
             np.testing.assert_array_equal(to_numpy(variable), start)
         else:
             np.testing.assert_allclose(to_numpy(variable), start * (1 - 0.5 * 1e-3), rtol=1e-6, atol=1e-12)
+
+
+def test_jit_compile_auto_is_the_fastest_measured_choice_and_set_takes_bools():
+    from patchpu_keras.training.builders import resolve_jit_compile
+
+    # No GPU in the test suite: XLA only where Keras would otherwise run op by op (JAX).
+    assert resolve_jit_compile("auto") is (keras.backend.backend() == "jax")
+    assert resolve_jit_compile(True) is True and resolve_jit_compile(False) is False
+    with pytest.raises(ValueError, match=r"True, False or 'auto'. Received: jit_compile='xla'"):
+        resolve_jit_compile("xla")
+    config = recipes.load("demo")
+    assert config["jit_compile"] == "auto"
+    for text, value in (("true", True), ("false", False), ("auto", "auto")):
+        assert recipes.apply_overrides(config, [f"jit_compile={text}"])["jit_compile"] == value
+    with pytest.raises(ValueError, match="expects a float"):
+        recipes.apply_overrides(config, ["learning_rate=true"])
