@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Under pytest-xdist (`-n 2`), the workers share the cores: one compute thread each
+# (subprocesses inherit it), rather than each oversubscribing every core.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -9,6 +13,11 @@ import pytest  # noqa: E402
 from patchpu_keras import PatchPUClassifier  # noqa: E402
 
 from tests.configs import TINY  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER") and keras.backend.backend() == "torch":
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
