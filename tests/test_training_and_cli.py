@@ -90,6 +90,11 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     np.testing.assert_allclose(scalars["validation/epoch_loss"], report["history"]["val_loss"], rtol=1e-6)
     # The demo's learning rate, 5e-3 halved every 2 epochs, read after each epoch's last step.
     np.testing.assert_allclose(scalars["train/epoch_learning_rate"], [5e-3, 2.5e-3], rtol=1e-6)
+    # The per-epoch diagnostics of the training mosaics (docs/attention.md) are scalars too.
+    diagnosed = [key for key in report["history"] if key.startswith("diagnostics_")]
+    assert "diagnostics_pointing" in diagnosed and "diagnostics_wn_weight_auc" in diagnosed
+    for key in diagnosed:
+        np.testing.assert_allclose(scalars[f"train/epoch_{key}"], report["history"][key], rtol=1e-6)
     assert scalars["test/test/map"] == pytest.approx([report["map"]])
     for name, ap in report["per_class_ap"].items():
         assert scalars.get(f"test/test/ap/{name}") == (None if ap is None else pytest.approx([ap]))
