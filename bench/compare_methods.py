@@ -34,7 +34,7 @@ second command above is the README's demo table: BCE, AN and WN, 3 seeds).
 `--benchmark long` is the half-scale benchmark at the paper's step count
 (9,000 steps: `min_steps`, the learning-rate decay following the steps) for
 the patch model's rows of the paper's Table 1 (BCE, AN, EPR, ROLE, WN) and LL-R
-(`--only cam` adds ResNet-50 rows, at about 45 minutes a run); the table
+(`--only patch,cam` adds ResNet-50 rows, at about 45 minutes a run); the table
 then adds WN / BCE and WN - AN, paired by seed, with their spread.
 """
 

@@ -83,7 +83,7 @@ def test_the_long_benchmark_trains_the_papers_step_count_and_reports_paired_gaps
     from patchpu_keras.training import training_budget
 
     changes, losses, models = compare_methods.BENCHMARKS["long"]
-    assert models == "patch"  # the patch model's budget: ResNet-50 rows only with --only cam
+    assert models == "patch"  # the patch model's budget: ResNet-50 rows only with --only patch,cam
     config = recipes.apply_overrides(recipes.load("demo"), [f"{k}={v}" for k, v in changes.items()])
     budget = training_budget(config, config["num_train"])
     assert budget.total_steps >= 9000 and budget.epochs == 60 and budget.lr_decay_steps == 3600
