@@ -137,12 +137,13 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
         verbose: Keras `fit` verbosity.
         num_heatmaps: int, test images rendered as attention heat maps.
         resume: bool, continue the interrupted run in `out_dir` from its last
-            checkpoint (docs/scaling.md#resume). The recipe must be the one it
+            checkpoint (docs/scaling.md#resume-after-a-crash). The recipe must be the one it
             was started with, except for `RESUMABLE_CHANGES` (`epochs` extends it).
 
     Returns:
         The report dict: `map`, `per_class_ap`, `history`, `config`, `seconds`,
-        counts, `source`, `evaluated_on` ("full_labels", or "observed_labels
+        `budget` (epochs and steps trained), `devices`, `distribute`,
+        `jit_compile`, counts, `source`, `evaluated_on` ("full_labels", or "observed_labels
         ..." when the test split was held out of observed-only data) and, for
         data on disk, `files_skipped` and `data_notes`.
     """
