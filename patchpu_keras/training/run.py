@@ -148,7 +148,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
         data on disk, `files_skipped` and `data_notes`.
     """
     loss = _checked_loss(config)
-    resolve_jit_compile(config.get("jit_compile", "auto"))  # a wrong value fails before reading data
+    jit_compile = resolve_jit_compile(config.get("jit_compile", "auto"))  # before reading data
     distribution = Distribution.from_config(config)
     distribution.check_loss(loss)
     resumed = _resume_point(config, out_dir) if resume else None
@@ -185,7 +185,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
             optimizer=build_optimizer(config, steps_per_epoch, loss, budget.lr_decay_steps, model=model),
             loss=loss,
             metrics=[MeanAveragePrecision(num_labels, capacity=data.num_test)] if distribution.in_graph_map else [],
-            jit_compile=resolve_jit_compile(config.get("jit_compile", "auto")),
+            jit_compile=jit_compile,
         )
         if resumed:
             restore_checkpoint(model, resumed)
