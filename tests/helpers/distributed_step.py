@@ -84,6 +84,7 @@ def trained(loss_name, mode, initial_weights=None):
         "weights": [np.array(w) for w in model.get_weights()],
         "val_map": history.history["val_map"][0],
         "numpy_map": mean_average_precision_score(test_labels, probabilities),
+        "probabilities": np.asarray(probabilities, "float64"),
         "map_rows_counted": counted,
         "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
     }
@@ -111,6 +112,9 @@ for loss_name in LOSSES:
         "val_map_distributed": distributed["val_map"],
         "numpy_map_single": single["numpy_map"],
         "numpy_map_distributed": distributed["numpy_map"],
+        "max_abs_probability_difference": float(
+            np.max(np.abs(single["probabilities"] - distributed["probabilities"]))
+        ),
         "map_rows_counted": distributed["map_rows_counted"],
         "iterations": [single["iterations"], distributed["iterations"]],
     }

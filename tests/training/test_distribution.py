@@ -47,9 +47,10 @@ def test_one_step_on_two_devices_equals_one_device(capsys):
     assert weak_negative["max_abs_weight_difference"] < 1e-5 and weak_negative["moved"] > 0.1
     # The validation mAP counts each of the 12 images once: equal to the numpy mAP.
     assert weak_negative["val_map_distributed"] == pytest.approx(weak_negative["numpy_map_distributed"], abs=1e-6)
-    # Against one device: weights equal to 1e-5, so the ranking of the 12 scores is equal unless
-    # two of them are within rounding of each other (then an AP moves by one swap).
-    assert weak_negative["numpy_map_distributed"] == pytest.approx(weak_negative["numpy_map_single"], abs=0.05)
+    # Against one device: the held-out probabilities agree to float rounding. (Not the mAP:
+    # two of 12 scores within rounding of each other swap ranks, and one swap moves an AP by
+    # as much as 0.05.)
+    assert weak_negative["max_abs_probability_difference"] < 1e-4
     if BACKEND == "jax":
         # The compiled metric: replicated buffers updated by one program over the global batch.
         assert weak_negative["map_rows_counted"] == 12
