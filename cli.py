@@ -168,8 +168,8 @@ MODEL_OPTION = click.option(
 @click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-test].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--localization", is_flag=True,
-              help="Also score where the model looks: pointing (where the data knows its objects) "
-                   "and attention entropy.")
+              help="Also score where the model looks: pointing (mosaics, VOC, COCO: the data's object "
+                   "boxes) and attention entropy.")
 def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batch_size, localization):
     """mAP, per-class AP and P/R/F1 of a saved model on a recipe's data.
 

@@ -12,7 +12,7 @@ from PIL import Image
 import recipes
 from cli import cli
 from patchpu_keras.data.image_reader import read_image
-from patchpu_keras.metrics import mean_average_precision_score
+from patchpu_keras.metrics import attention_peak_boxes, mean_average_precision_score, pointing_score
 from patchpu_keras.models import load_model
 from tests.configs import TINY_DEMO, TINY_DEMO_OVERRIDES, TINY_PAPER, as_overrides, set_options
 from tests.helpers.train_on_backend import calibrate_batch_norms, held_out_arrays
@@ -148,12 +148,25 @@ def test_evaluate_a_model_on_voc_data_on_disk(tmp_path, tiny_model):
     calibrate_batch_norms(model, images.astype("float32"))  # scores that differ between images
     model.save(tmp_path / "model.keras")
     args = ["evaluate", "--model", str(tmp_path / "model.keras"), "--recipe", "voc_wn",
-            "--data-dir", str(tmp_path / "voc"), "--split", "val", "--out", str(tmp_path / "eval")]
+            "--data-dir", str(tmp_path / "voc"), "--split", "val", "--out", str(tmp_path / "eval"), "--localization"]
     result = CliRunner().invoke(cli, args + sum((["--set", s] for s in tiny_paper), []))
     assert result.exit_code == 0, result.output
     metrics = json.load(open(tmp_path / "eval" / "metrics.json"))
     assert metrics["num_images"] == len(images) == len(trees.VOC_VAL) and metrics["evaluated_on"] == "full_labels"
-    scores = load_model(tmp_path / "model.keras").predict(images, verbose=0)["probabilities"]
+    outputs = load_model(tmp_path / "model.keras").predict(images, verbose=0)
+    scores = outputs["probabilities"]
     assert scores.std(axis=0).max() > 0.005
     assert metrics["map"] == pytest.approx(mean_average_precision_score(full, scores), abs=1e-6)
     assert [row["num_positives"] for row in metrics["per_class"]] == full.sum(0).astype(int).tolist()
+    # Pointing against the annotations' boxes, scaled from the 96 x 72 photos to the 32 px input.
+    boxes, classes = [], []
+    for objects in trees.VOC_VAL.values():  # val.txt's order, the split's
+        pixel_boxes = [trees.voc_box(number) for number in range(len(objects))]
+        boxes.append(np.array([[(y0 - 1) / 72 * 32, (x0 - 1) / 96 * 32, y1 / 72 * 32, x1 / 96 * 32]
+                               for x0, y0, x1, y1 in pixel_boxes]))
+        classes.append(np.array([VOC_CLASSES.index(name) for name, _ in objects]))
+    patch_boxes, levels = model.patches.patch_boxes(32, 32)
+    peaks = attention_peak_boxes(np.asarray(outputs["attention"]), patch_boxes, levels)
+    found = metrics["localization"]
+    assert found["objects_known"] and found["pointing"] == pytest.approx(pointing_score(peaks, boxes, classes, full))
+    assert "localization: pointing" in result.output

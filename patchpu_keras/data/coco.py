@@ -4,7 +4,8 @@ An image's labels are the categories of its instance annotations (crowd
 annotations included). Classes are in the order of the json's `categories`.
 Images without annotations are left out, as in the paper (82,081 train and
 40,137 val images remain of 82,783 and 40,504). `train2014` is the training
-split and `val2014` the test split.
+split and `val2014` the test split. Annotation boxes are kept for pointing
+scores (`ImageSplit.objects`).
 """
 
 import json
@@ -14,7 +15,7 @@ import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex
 from patchpu_keras.data.file_problem import FileProblem
-from patchpu_keras.data.image_split import ImageSplit
+from patchpu_keras.data.image_split import ImageSplit, objects_entry
 
 URL = "https://cocodataset.org/#download"
 # COCO split -> our split.
@@ -51,6 +52,19 @@ def not_found_message(data_dir, missing=None):
         "them into one folder (it then holds annotations/, train2014/ and val2014/). "
         f"Received: data_dir={data_dir!r}"
     )
+
+
+def _box_fractions(bbox, size):
+    """COCO's `bbox` `[x, y, width, height]` (pixels) as `(top, left, bottom, right)` fractions.
+
+    None when the box or the image's size is missing or malformed.
+    """
+    height, width = size
+    try:
+        x, y, box_width, box_height = (float(value) for value in bbox)
+        return (y / float(height), x / float(width), (y + box_height) / float(height), (x + box_width) / float(width))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def read_coco(data_dir):
@@ -90,7 +104,9 @@ def read_coco(data_dir):
             )
         column = {category["id"]: index for index, category in enumerate(categories)}
         images = {image["id"]: image["file_name"] for image in content.get("images", [])}
+        sizes = {image["id"]: (image.get("height"), image.get("width")) for image in content.get("images", [])}
         labels = {image_id: np.zeros(len(names), "float32") for image_id in images}
+        boxes = {image_id: [] for image_id in images}
         unknown = {}
         orphans = 0
         for annotation in content.get("annotations", []):
@@ -103,10 +119,11 @@ def read_coco(data_dir):
                 unknown.setdefault(image_id, set()).add(category)
                 continue
             labels[image_id][column[category]] = 1.0
+            boxes[image_id].append((_box_fractions(annotation.get("bbox"), sizes[image_id]), column[category]))
         del content
         if orphans:
             notes.append(f"{os.path.basename(annotation_file)}: {orphans} annotations of unknown image ids ignored")
-        kept_names, files, rows = [], [], []
+        kept_names, files, rows, objects = [], [], [], []
         for image_id in sorted(images):
             name = f"{coco_split}/{images[image_id]}"
             if image_id in unknown:
@@ -121,6 +138,7 @@ def read_coco(data_dir):
             kept_names.append(name)
             files.append(os.path.join(image_dir, images[image_id]))
             rows.append(labels[image_id])
+            objects.append(objects_entry(*zip(*boxes[image_id])))
         notes.append(
             f"COCO {coco_split}: {len(kept_names)} of {len(images)} images have annotations "
             f"(paper: {'82,081' if split == 'train' else '40,137'})"
@@ -128,6 +146,7 @@ def read_coco(data_dir):
         splits[split] = ImageSplit(
             names=kept_names, files=files,
             full_labels=np.asarray(rows, "float32").reshape(-1, len(names)),
+            objects=objects,
         )
     return DatasetIndex(
         source="coco", root=data_dir, class_names=class_names, splits=splits,

@@ -8,6 +8,19 @@ import tensorflow as tf
 from patchpu_keras.data.epoch_randomness import advance_epochs
 
 
+def objects_entry(boxes, classes):
+    """One image's `ImageSplit.objects` entry: `(boxes, classes)` arrays, None if a box is None.
+
+    Args:
+        boxes: sequence of `(top, left, bottom, right)` fractions, or None for
+            an object whose box is unknown (then no pointing on the image).
+        classes: sequence of the objects' label columns.
+    """
+    if any(box is None for box in boxes):
+        return None
+    return np.asarray(boxes, "float32").reshape(-1, 4), np.asarray(classes, "int32").reshape(-1)
+
+
 @dataclasses.dataclass
 class ImageSplit:
     """The images of one split and their labels, as every source yields them.
@@ -29,6 +42,11 @@ class ImageSplit:
         byte_ranges: `(n, 2)` int64 `(offset, length)` inside `files`, or None.
         tfds: for TFDS splits, a dict with `name`, `data_dir`, `split` and
             `ids` (the TFDS id of each image).
+        objects: optional list, per image `(boxes, classes)` of its annotated
+            objects: boxes `(k, 4)` float32 `(top, left, bottom, right)` as
+            fractions of the image's height and width, classes `(k,)` int32
+            label columns; an entry is None where the image's boxes are not
+            known. VOC, COCO and their TFDS versions fill it (pointing scores).
 
     Example:
     >>> split = ImageSplit(names=["a.jpg"], files=["/data/a.jpg"],
@@ -43,6 +61,7 @@ class ImageSplit:
     files: list = None
     byte_ranges: np.ndarray = None
     tfds: dict = None
+    objects: list = None
 
     def __post_init__(self):
         self.names = list(self.names)
@@ -63,6 +82,11 @@ class ImageSplit:
             )
         if self.byte_ranges is not None:
             self.byte_ranges = np.asarray(self.byte_ranges, dtype="int64").reshape(-1, 2)
+        if self.objects is not None and len(self.objects) != len(self.names):
+            raise ValueError(
+                f"`objects` must have one entry per image ({len(self.names)}). "
+                f"Received: {len(self.objects)} entries"
+            )
 
     def __len__(self):
         return len(self.names)
@@ -93,7 +117,32 @@ class ImageSplit:
             files=take(self.files),
             byte_ranges=take(self.byte_ranges),
             tfds=tfds,
+            objects=take(self.objects),
         )
+
+    def object_boxes(self, image_size, rows=None):
+        """The images' objects in the pixels of the model's input, for pointing scores.
+
+        Args:
+            image_size: int, the square size images are resized to (a plain
+                resize, as the pipeline's: fractions scale to pixels).
+            rows: optional indices of the images to return (default all).
+
+        Returns:
+            `(boxes, classes)`: lists of `(k, 4)` float32 boxes `(top, left,
+            bottom, right)` in input pixels and `(k,)` int32 labels, None for
+            an image whose boxes are unknown; or None when the split has no
+            objects.
+        """
+        if self.objects is None or image_size is None:
+            return None
+        rows = range(len(self)) if rows is None else rows
+        boxes, classes = [], []
+        for row in rows:
+            entry = self.objects[row]
+            boxes.append(None if entry is None else np.asarray(entry[0], "float32").reshape(-1, 4) * image_size)
+            classes.append(None if entry is None else np.asarray(entry[1], "int32").reshape(-1))
+        return boxes, classes
 
     def encoded_dataset(self, shuffle=False, seed=0, first_epoch=0):
         """`tf.data.Dataset` of `(encoded image bytes, index)`, index the image's row.

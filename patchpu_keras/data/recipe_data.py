@@ -178,12 +178,13 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
     train_split, test_split = index.splits[TRAIN], index.splits[TEST]
     image_size, batch_size = config["image_size"], config["batch_size"]
     cache = config.get("cache", False)
-    observed = train = test = probe = None
+    observed = train = test = probe = probe_objects = None
     if TRAIN in splits:
         observed = _observe(config, train_split.full_labels, train_split.observed_labels, drawn)
         size = _probe_size(config, len(train_split)) if train_split.full_labels is not None else 0
         if size:
             rows = np.arange(size)
+            probe_objects = train_split.object_boxes(image_size, rows)
             probe = image_dataset(
                 train_split.subset(rows), observed_labels=observed[:size],
                 full_labels=train_split.full_labels[:size], image_size=image_size, batch_size=batch_size,
@@ -206,5 +207,6 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
         train=train, test=test, class_names=index.class_names,
         num_train=len(train_split), num_test=len(test_split), observed_labels=observed,
         train_names=train_split.names, test_labels=index.test_labels, index=index, source=index.source,
-        probe=probe,
+        probe=probe, probe_objects=probe_objects,
+        test_objects=test_split.object_boxes(image_size),
     )

@@ -22,7 +22,7 @@ import numpy as np
 from patchpu_keras.data.dataset_index import DatasetIndex
 from patchpu_keras.data.image_check import check_image_bytes, default_cache_dir
 from patchpu_keras.data.file_problem import FileProblem
-from patchpu_keras.data.image_split import ImageSplit
+from patchpu_keras.data.image_split import ImageSplit, objects_entry
 
 # Recipe dataset -> TFDS name.
 NAMES = {"voc2012": "voc/2012", "coco2014": "coco/2014"}
@@ -32,7 +32,7 @@ ARCHIVES = {
                  "annotations_trainval2014.zip, image_info_test2014.zip and image_info_test2015.zip",
 }
 SPLITS = {"train": "train", "test": "validation"}
-SCAN_VERSION = 1
+SCAN_VERSION = 2
 
 
 def find_tfds(data_dir):
@@ -79,6 +79,10 @@ def _scan(builder, split, name, workers):
             "filename": record["image/filename"].decode(),
             "labels": sorted({int(label) for label in labels}),
             "num_objects": int(len(objects)),
+            # TFDS boxes are already (ymin, xmin, ymax, xmax) fractions of the image (for VOC,
+            # TFDS does not subtract 1 from the 1-based xmin / ymin: one source pixel off).
+            "boxes": np.asarray(record["objects"]["bbox"], "float64").reshape(-1, 4).tolist(),
+            "object_labels": [int(label) for label in objects],
             "image": record["image"],
         })
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -136,7 +140,7 @@ def read_tfds(data_dir, name, cache_dir=None, workers=None):
 
     splits, problems = {}, []
     for split, records in scans.items():
-        names, ids, rows = [], [], []
+        names, ids, rows, objects = [], [], [], []
         for record in records:
             display = record["filename"]
 
@@ -162,10 +166,12 @@ def read_tfds(data_dir, name, cache_dir=None, workers=None):
             names.append(display)
             ids.append(record["id"])
             rows.append(labels)
+            objects.append(objects_entry(record["boxes"], record["object_labels"]))
         splits[split] = ImageSplit(
             names=names,
             full_labels=np.asarray(rows, "float32").reshape(-1, len(class_names)),
             tfds={"name": name, "data_dir": data_dir, "split": SPLITS[split], "ids": ids},
+            objects=objects,
         )
     notes = [f"TFDS {name} {builder.info.version} from {data_dir}: train = TFDS train, test = TFDS validation"]
     return DatasetIndex(

@@ -3,7 +3,8 @@
 A class is present in an image when the image has at least one object of that
 class not marked difficult, as VOC's own `ImageSets/Main/<class>_<split>.txt`
 files and Cole et al. 2021 count it. `train` (5,717 images) is the training
-split and `val` (5,823) the test split, as in the paper.
+split and `val` (5,823) the test split, as in the paper. Object boxes (difficult
+ones included) are kept for pointing scores (`ImageSplit.objects`).
 """
 
 import os
@@ -14,7 +15,7 @@ import numpy as np
 
 from patchpu_keras.data.dataset_index import DatasetIndex
 from patchpu_keras.data.file_problem import FileProblem
-from patchpu_keras.data.image_split import ImageSplit
+from patchpu_keras.data.image_split import ImageSplit, objects_entry
 
 CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -57,14 +58,34 @@ def not_found_message(data_dir):
 
 
 def parse_annotation(text):
-    """`[(class name, difficult), ...]` of a VOC XML annotation (names stripped, lower case)."""
+    """`[(class name, difficult, box), ...]` of a VOC XML annotation (names stripped, lower case).
+
+    `box` is the object's `bndbox` as `(top, left, bottom, right)` fractions
+    of the image's `size` (VOC's pixel coordinates are 1-based and inclusive:
+    `xmin = 1` is the left edge), or None when the box or the size is missing
+    or not a number.
+    """
     root = ElementTree.fromstring(text)
+    width, height = _number(root, "size/width"), _number(root, "size/height")
     objects = []
     for element in root.findall("object"):
         name = (element.findtext("name") or "").strip().lower()
         difficult = (element.findtext("difficult") or "0").strip() == "1"
-        objects.append((name, difficult))
+        box = [_number(element, f"bndbox/{key}") for key in ("ymin", "xmin", "ymax", "xmax")]
+        if None in box or not width or not height:
+            box = None
+        else:
+            top, left, bottom, right = box
+            box = ((top - 1) / height, (left - 1) / width, bottom / height, right / width)
+        objects.append((name, difficult, box))
     return objects
+
+
+def _number(element, path):
+    try:
+        return float(element.findtext(path))
+    except (TypeError, ValueError):
+        return None
 
 
 class _Folder:
@@ -141,7 +162,7 @@ def read_voc(data_dir):
                 f"VOC 2012 split list {os.path.join(str(location), list_file)} is missing: the "
                 f"folder is incomplete. Get {TAR_NAME} from {URL}. Received: data_dir={data_dir!r}"
             ) from None
-        names, files, byte_ranges, rows = [], [], [], []
+        names, files, byte_ranges, rows, image_objects = [], [], [], [], []
         for image_id in ids:
             file, byte_range, display = store.image(os.path.join("JPEGImages", f"{image_id}.jpg"))
             annotation = os.path.join("Annotations", f"{image_id}.xml")
@@ -160,12 +181,12 @@ def read_voc(data_dir):
             if not objects:
                 skip("annotation has no objects", annotation)
                 continue
-            unknown = sorted({name for name, _ in objects if name not in column})
+            unknown = sorted({name for name, _, _ in objects if name not in column})
             if unknown:
                 skip("unknown class name", f"{annotation}: {', '.join(map(repr, unknown))}")
                 continue
             labels = np.zeros(len(CLASS_NAMES), dtype="float32")
-            for name, difficult in objects:
+            for name, difficult, _ in objects:
                 if not difficult:
                     labels[column[name]] = 1.0
             if split == "train" and not labels.any():
@@ -175,11 +196,15 @@ def read_voc(data_dir):
             files.append(file)
             byte_ranges.append(byte_range)
             rows.append(labels)
+            image_objects.append(
+                objects_entry([box for _, _, box in objects], [column[name] for name, _, _ in objects])
+            )
         splits[split] = ImageSplit(
             names=names,
             files=files,
             byte_ranges=np.asarray(byte_ranges, "int64").reshape(-1, 2) if kind == "tar" else None,
             full_labels=np.asarray(rows, "float32").reshape(-1, len(CLASS_NAMES)),
+            objects=image_objects,
         )
     notes = [f"VOC 2012 from {location}: train = VOC train, test = VOC val (as the paper)"]
     return DatasetIndex(

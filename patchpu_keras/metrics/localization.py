@@ -83,13 +83,15 @@ def pointing_hits(peak_boxes, object_boxes, object_classes, labels):
     Args:
         peak_boxes: `(n, num_labels, 4)` from `attention_peak_boxes` or
             `activation_peak_boxes`.
-        object_boxes: sequence of n `(k_i, 4)` arrays, the objects of each image.
-        object_classes: sequence of n `(k_i,)` int arrays, each object's label.
+        object_boxes: sequence of n `(k_i, 4)` arrays, the objects of each
+            image; None for an image whose objects are unknown (not scored).
+        object_classes: sequence of n `(k_i,)` int arrays, each object's label
+            (None where the boxes are).
         labels: `(n, num_labels)` full labels in {0, 1}: the pairs scored.
 
     Returns:
         `(n, num_labels)` float array: 1 hit, 0 miss, NaN where the label is
-        absent.
+        absent or the image's objects are unknown.
     """
     peak_boxes = np.asarray(peak_boxes, dtype="float64")
     labels = np.asarray(labels)
@@ -101,6 +103,8 @@ def pointing_hits(peak_boxes, object_boxes, object_classes, labels):
         )
     hits = np.full(labels.shape, np.nan)
     for image, (boxes, classes) in enumerate(zip(object_boxes, object_classes)):
+        if boxes is None or classes is None:
+            continue
         boxes = np.asarray(boxes, dtype="float64").reshape(-1, 4)
         classes = np.asarray(classes).reshape(-1)
         for label in np.flatnonzero(labels[image] > 0):

@@ -44,6 +44,38 @@ def test_voc_labels_follow_the_non_difficult_objects(tmp_path):
     assert index.test_labels == "full" and index.problems == []
 
 
+def _objects_by_name(index, split):
+    images = index.splits[split]
+    return {os.path.splitext(os.path.basename(name))[0]: entry for name, entry in zip(images.names, images.objects)}
+
+
+def test_voc_keeps_every_object_box_as_fractions_of_the_image(tmp_path):
+    voc = trees.make_voc(tmp_path)
+    # One annotation without a size: its image's boxes are unknown, its labels still read.
+    annotation = os.path.join(voc, "Annotations", "2008_000102.xml")
+    with open(annotation, "rb") as handle:
+        text = handle.read().replace(b"<width>96</width>", b"")
+    with open(annotation, "wb") as handle:
+        handle.write(text)
+    index, messages = _load(str(tmp_path))
+    assert not messages and _labels_by_name(index, "test")["2008_000102"] == ["cat"]
+    objects = _objects_by_name(index, "test")
+    assert objects["2008_000102"] is None
+    # Two objects side by side: xmin 2 / 32, xmax 31 / 61, ymin 2, ymax 70 (1-based, inclusive) in 96 x 72.
+    boxes, classes = objects["2008_000105"]
+    np.testing.assert_allclose(boxes, [[1 / 72, 1 / 96, 70 / 72, 31 / 96], [1 / 72, 31 / 96, 70 / 72, 61 / 96]],
+                               rtol=1e-6)
+    assert [VOC_CLASSES[c] for c in classes] == ["aeroplane", "bird"]
+    # A difficult object keeps its box (a peak on it is on its class), though it is not a label.
+    assert [VOC_CLASSES[c] for c in objects["2008_000101"][1]] == ["person", "dog"]
+    assert [VOC_CLASSES[c] for c in _objects_by_name(index, "train")["2008_000002"][1]] == ["cat", "cat"]
+    # In the pixels of a 32 px model input (a plain resize): the fractions times 32.
+    pixels = index.test.object_boxes(32)
+    row = [os.path.basename(name) for name in index.test.names].index("2008_000105.jpg")
+    np.testing.assert_allclose(pixels[0][row][1], [32 / 72, 31 * 32 / 96, 70 * 32 / 72, 61 * 32 / 96], rtol=1e-6)
+    assert pixels[0][[os.path.basename(n) for n in index.test.names].index("2008_000102.jpg")] is None
+
+
 @pytest.mark.parametrize("where", ["parent", "VOCdevkit", "VOC2012"])
 def test_voc_is_found_from_any_of_its_folders(tmp_path, where):
     voc = trees.make_voc(tmp_path)
@@ -147,6 +179,23 @@ def test_coco_labels_classes_and_bad_annotations(tmp_path):
     assert any("left out train2014/COCO_train2014_000000000007.jpg: no annotations" in m for m in messages)
     assert "COCO train2014: 8 of 10 images have annotations (paper: 82,081)" in index.notes
     assert _pixels(index.train).shape == (len(index.train), 32, 32, 3)
+
+
+def test_coco_keeps_annotation_boxes_as_fractions_of_the_image(tmp_path):
+    trees.make_coco(tmp_path)
+    val_json = tmp_path / "annotations" / "instances_val2014.json"
+    content = json.load(open(val_json))
+    content["annotations"][-1]["bbox"] = [1, 2, "wide"]  # image j's only box, malformed
+    json.dump(content, open(val_json, "w"))
+    index, _ = _load(str(tmp_path))
+    objects = _objects_by_name(index, "test")
+    # Image i: cup then person, bbox [1, 5, 30, 60] and [31, 5, 30, 60] in 96 x 72.
+    boxes, classes = objects["COCO_val2014_000000001003"]
+    np.testing.assert_allclose(boxes, [[5 / 72, 1 / 96, 65 / 72, 31 / 96], [5 / 72, 31 / 96, 65 / 72, 61 / 96]],
+                               rtol=1e-6)
+    assert [index.class_names[c] for c in classes] == ["cup", "person"]
+    assert objects["COCO_val2014_000000001004"] is None
+    assert _labels_by_name(index, "test")["COCO_val2014_000000001004"] == ["toothbrush"]
 
 
 def test_coco_missing_files_are_named(tmp_path):
@@ -276,8 +325,14 @@ def test_tfds_voc_reads_prepared_data_only(tmp_path, monkeypatch):
     assert index.source == "tfds" and index.class_names == list(VOC_CLASSES) and not messages
     assert _labels_by_name(index, "train") == {k: trees.voc_labels(v) for k, v in trees.VOC_TRAIN.items()}
     assert _labels_by_name(index, "test") == {k: trees.voc_labels(v) for k, v in trees.VOC_VAL.items()}
-    # Same pixels and labels as the files, matched by name, whatever order TFDS stores them in.
+    # Same pixels, labels and object boxes as the files, matched by name, whatever order TFDS stores them in.
     files = load_index(archives)
+    file_objects = _objects_by_name(files, "test")
+    for name, (boxes, classes) in _objects_by_name(index, "test").items():
+        # TFDS divides VOC's 1-based xmin / ymin without the -1: up to one source pixel off.
+        np.testing.assert_allclose(boxes, file_objects[name][0], atol=1 / 72 + 1e-6)
+        np.testing.assert_allclose(boxes[:, 2:], file_objects[name][0][:, 2:], atol=1e-6)
+        np.testing.assert_array_equal(classes, file_objects[name][1])
     tfds_pixels, file_pixels = _pixels(index.train), _pixels(files.train)
     for row, name in enumerate(index.train.names):
         file_row = files.train.names.index(f"JPEGImages/{name}")

@@ -43,15 +43,24 @@ def write(path, data):
         handle.write(data)
 
 
+def voc_box(number):
+    """The fixture's VOC `bndbox` of an image's object `number`: `(xmin, ymin, xmax, ymax)`, 1-based.
+
+    Objects sit side by side in 30 px wide columns, full height but 2 px.
+    """
+    return 2 + 30 * number, 2, 31 + 30 * number, SIZE[1] - 2
+
+
 def voc_xml(image_id, objects, size=SIZE):
     parts = [f"<annotation><folder>VOC2012</folder><filename>{image_id}.jpg</filename>"
              f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
              "<segmented>0</segmented>"]
-    for name, difficult in objects:
+    for number, (name, difficult) in enumerate(objects):
+        xmin, ymin, xmax, ymax = voc_box(number)
         parts.append(
             f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
-            f"<difficult>{int(difficult)}</difficult><bndbox><xmin>2</xmin><ymin>2</ymin>"
-            f"<xmax>{size[0] - 2}</xmax><ymax>{size[1] - 2}</ymax></bndbox></object>"
+            f"<difficult>{int(difficult)}</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
         )
     return ("".join(parts) + "</annotation>").encode()
 
@@ -147,6 +156,11 @@ COCO_IMAGES = {
 }
 
 
+def coco_bbox(number):
+    """The fixture's COCO `bbox` of an image's annotation `number`: `[x, y, width, height]` in pixels."""
+    return [1 + 30 * number, 5, 30, 60]
+
+
 def make_coco(root, bad=False, categories=COCO_CATEGORIES):
     """A COCO 2014 tree (annotations/, train2014/, val2014/) under `root`.
 
@@ -167,9 +181,9 @@ def make_coco(root, bad=False, categories=COCO_CATEGORIES):
                       encode(photo(number), mode="L" if stem == "gray" else None))
             number += 1
             entries.append({"id": image_id, "file_name": file_name, "width": SIZE[0], "height": SIZE[1]})
-            for category in image_categories:
+            for number, category in enumerate(image_categories):
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
-                                    "iscrowd": 0, "area": 10.0, "bbox": [1, 1, 10, 10], "segmentation": []})
+                                    "iscrowd": 0, "area": 1800.0, "bbox": coco_bbox(number), "segmentation": []})
         content = {"images": entries, "annotations": annotations, "categories": list(categories)}
         write(os.path.join(root, "annotations", f"instances_{split}.json"), json.dumps(content).encode())
     return root

@@ -63,6 +63,10 @@ def test_pointing_counts_positive_overlap_with_the_labels_own_objects():
     touching = peaks.copy()
     touching[1, 1] = [3, 3, 4, 4]
     assert pointing_score(touching, object_boxes, object_classes, labels) == pytest.approx(1 / 3)
+    # An image whose objects are unknown (None) is not scored: image 0's two pairs remain.
+    hits = pointing_hits(peaks, [object_boxes[0], None], [object_classes[0], None], labels)
+    np.testing.assert_array_equal(hits, [[1, 0, np.nan], [np.nan, np.nan, np.nan]])
+    assert pointing_score(peaks, [object_boxes[0], None], [object_classes[0], None], labels) == 0.5
 
 
 def test_pointing_chance_is_the_share_of_candidates_on_the_object():
