@@ -6,6 +6,7 @@ import pytest
 
 from patchpu_keras import PatchPUClassifier, losses
 from patchpu_keras.data.pipeline import array_dataset
+from patchpu_keras.training.builders import resolve_jit_compile
 from tests.conftest import TINY, to_numpy
 
 EPS = 1e-7
@@ -175,9 +176,10 @@ def test_traced_fit_reads_the_epoch_of_the_loss_state(rng, tmp_path):
     observed[np.arange(8), np.arange(8) % 4] = 1
     loss = losses.GeneralizedRobust(num_epochs=2)
     model = PatchPUClassifier(4, loss_state=loss.make_state(observed), **TINY)
-    # A traced train step (tf.function / jax.jit) reads the epoch from the state variable;
-    # XLA on top of it costs a minute and a half of CPU on TensorFlow and checks nothing more.
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=False)
+    # A traced train step (tf.function / jax.jit) reads the epoch from the state variable.
+    # As `train` compiles it: XLA on JAX (which traces only then), none on TensorFlow CPU,
+    # where XLA costs a minute and a half of CPU and checks nothing more.
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=resolve_jit_compile("auto"))
     dataset = array_dataset(images, observed_labels=observed, batch_size=8)
     history = model.fit(dataset, epochs=2, shuffle=False, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))

@@ -8,10 +8,14 @@ from patchpu_keras import CAMClassifier, PatchPUClassifier, losses
 from patchpu_keras.data.pipeline import array_dataset
 from patchpu_keras.metrics import MeanAveragePrecision
 from patchpu_keras.optimizers import Lamb
+from patchpu_keras.training.builders import resolve_jit_compile
 from tests.conftest import TINY, to_numpy
 
 # float16 convolutions on the CPU: TensorFlow and JAX run them; so does PyTorch 2.13.
 POLICIES = ["mixed_bfloat16", "mixed_float16"]
+# The training step as `train` compiles it: traced with XLA on JAX (op by op is slower even for
+# two steps), without on TensorFlow CPU and PyTorch.
+JIT = resolve_jit_compile("auto")
 
 
 def _data(rng, num_images=8, num_labels=4):
@@ -55,7 +59,7 @@ def test_mixed_training_keeps_losses_and_metrics_float32(policy, rng):
     model = PatchPUClassifier(4, dtype=policy, loss_state=loss.make_state(observed), **TINY)
     model.compile(
         optimizer=Lamb(1e-3, learning_rate_multipliers=loss.learning_rate_multipliers),
-        loss=loss, metrics=[MeanAveragePrecision(4, capacity=8)], jit_compile=False,
+        loss=loss, metrics=[MeanAveragePrecision(4, capacity=8)], jit_compile=JIT,
     )
     if policy == "mixed_float16":
         # Keras wraps the optimizer for loss scaling; the project's LAMB is inside, multipliers kept.
