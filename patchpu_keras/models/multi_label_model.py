@@ -125,7 +125,7 @@ class MultiLabelModel(keras.Model):
         `PatchPUClassifier` returns its copy with batch norms folded into the
         convolutions (`fold_batch_norm`) when it computes in float32, where the
         difference is float rounding; otherwise, and for the other models, the
-        model itself. Export, `cli.py predict` and `cli.py evaluate` use it;
+        model itself. Export and `cli.py` evaluate, predict and explain use it;
         training does not (a folded model cannot train).
         """
         return self
