@@ -132,10 +132,11 @@ def summary(recipe, data_dir, source, assignments, max_files, as_json):
 
 
 def _load(model_path):
+    """The saved model in its inference form (`MultiLabelModel.for_inference`: batch norms folded)."""
     from patchpu_keras.models import load_model
 
     try:
-        return load_model(model_path)
+        return load_model(model_path).for_inference()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
 

@@ -7,7 +7,10 @@
     python bench/throughput.py --batch-size 4 --steps 2 --policies float32 --no-memory
 
 Models: `PatchPUClassifier` (the paper's: 64 px patches, 3 levels, F = 256) at
-each `--patch-sizes` (448 px: 59 patches, 640 px: 129) and
+each `--patch-sizes` (448 px: 59 patches, 640 px: 129), its copy with batch
+norms folded into the convolutions (`model.fold_batch_norm()`, what export,
+`cli.py predict` and `cli.py evaluate` run; inference only, rows "patch ...
+folded", unless `--no-folded`) and
 `CAMClassifier(backbone="resnet50")` at `--resnet-size`, L = `--num-labels`,
 LAMB (1e-3, weight decay 1e-4), weak negative loss for the patch model and
 assume negative for CAM (the loss is a negligible part of a step). Inputs are
@@ -50,15 +53,22 @@ import click  # noqa: E402
 # `auto`: what trains fastest on CPU. JAX runs op by op without `jit`, which is
 # far slower than XLA; TensorFlow's XLA and `torch.compile` lose on CPU for this
 # model (docs/performance.md).
+# Models that only run inference (no training step, no training memory).
+INFERENCE_ONLY = ("patch_folded",)
+LABELS = {"patch": "patch {}", "patch_folded": "patch {} folded", "resnet50": "ResNet-50 CAM {}"}
+
+
 def build(name, image_size, num_labels):
-    """A model and its loss, for `name` in ("patch", "resnet50")."""
+    """A model and its loss, for `name` in `LABELS`."""
     from patchpu_keras import losses
     from patchpu_keras.models.cam_classifier import CAMClassifier
     from patchpu_keras.models.patch_pu_classifier import PatchPUClassifier
 
-    if name == "patch":
+    if name in ("patch", "patch_folded"):
         model = PatchPUClassifier(num_labels, image_size=image_size, seed=0)
         loss = losses.WeakNegative()
+        if name == "patch_folded":
+            model = model.fold_batch_norm()
     else:
         model = CAMClassifier(num_labels, backbone="resnet50", image_size=image_size)
         loss = losses.AssumeNegative()
@@ -114,12 +124,15 @@ def time_worker(args):
         compile_model(model, loss, jit_compile)
         images, observed = make_batch(args["batch_size"], size, args["num_labels"])
         for _ in range(args["warmup"]):
-            model.train_on_batch(images, observed)
+            if name not in INFERENCE_ONLY:
+                model.train_on_batch(images, observed)
             model.predict_on_batch(images)
         runs.append({"model": name, "image_size": size, "train": [], "infer": [],
                      "_objects": (model, images, observed)})
     for _ in range(args["steps"]):
         for run in runs:
+            if run["model"] in INFERENCE_ONLY:
+                continue
             model, images, observed = run["_objects"]
             start = time.perf_counter()
             model.train_on_batch(images, observed)  # returns host floats: the step has finished
@@ -146,6 +159,9 @@ def memory_worker(args):
     for _ in range(2):
         model.predict_on_batch(images)
     inference_peak = max_rss_kib() - before
+    if name in INFERENCE_ONLY:
+        return {"rss_before_mib": before / 1024, "infer_peak_mib": inference_peak / 1024,
+                "train_peak_mib": None}
     for _ in range(2):
         model.train_on_batch(images, observed)
     training_peak = max_rss_kib() - before
@@ -162,7 +178,7 @@ def run_worker(kind, args):
 
 
 def format_table(backend, batch_size, rows):
-    header = (f"{'model':<18}{'policy':<16}{'train img/s':>12}{'infer img/s':>12}"
+    header = (f"{'model':<22}{'policy':<16}{'train img/s':>12}{'infer img/s':>12}"
               f"{'train x':>9}{'infer x':>9}{'train peak MiB':>16}{'infer peak MiB':>16}")
     lines = [f"backend={backend} batch={batch_size} (best step of N; x = patch / ResNet-50 at "
              "the same policy, same process)", header, "-" * len(header)]
@@ -171,8 +187,10 @@ def format_table(backend, batch_size, rows):
                   for key in ("train_peak_mib", "infer_peak_mib")]
         ratios = [f"{row[key]:>9.2f}" if row.get(key) is not None else f"{'-':>9}"
                   for key in ("train_ratio", "infer_ratio")]
-        lines.append(f"{row['label']:<18}{row['policy']:<16}{row['train_img_s']:>12.2f}"
-                     f"{row['infer_img_s']:>12.2f}{''.join(ratios)}{''.join(memory)}")
+        speeds = [f"{row[key]:>12.2f}" if row.get(key) is not None else f"{'-':>12}"
+                  for key in ("train_img_s", "infer_img_s")]
+        lines.append(f"{row['label']:<22}{row['policy']:<16}{''.join(speeds)}"
+                     f"{''.join(ratios)}{''.join(memory)}")
     return "\n".join(lines)
 
 
@@ -186,18 +204,22 @@ def format_table(backend, batch_size, rows):
 @click.option("--policies", default="float32,mixed_bfloat16", show_default=True)
 @click.option("--jit-compile", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="auto: the recipe key jit_compile=auto (patchpu_keras.training.builders.resolve_jit_compile).")
+@click.option("--folded/--no-folded", default=True, show_default=True,
+              help="Also time the patch model with batch norms folded (inference only).")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Also measure peak memory, one fresh process per model and policy.")
 @click.option("--worker", type=click.Choice(["time", "memory"]), default=None, hidden=True)
 @click.option("--worker-args", default=None, hidden=True)
 def main(batch_size, steps, warmup, patch_sizes, resnet_size, num_labels, policies, jit_compile,
-         memory, worker, worker_args):
+         folded, memory, worker, worker_args):
     if worker is not None:
         result = (time_worker if worker == "time" else memory_worker)(json.loads(worker_args))
         print(json.dumps(result))
         return
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    configs = [("patch", int(size)) for size in patch_sizes.split(",") if size]
+    configs = []
+    for size in (int(size) for size in patch_sizes.split(",") if size):
+        configs += [("patch", size)] + ([("patch_folded", size)] if folded else [])
     if resnet_size:
         configs.append(("resnet50", resnet_size))
     common = {"batch_size": batch_size, "num_labels": num_labels, "jit_compile": jit_compile}
@@ -208,16 +230,17 @@ def main(batch_size, steps, warmup, patch_sizes, resnet_size, num_labels, polici
         runs = timing["runs"]
         resnet = next((r for r in runs if r["model"] == "resnet50"), None)
         for run in runs:
+            trained = bool(run["train"])
             row = {
-                "label": f"{'ResNet-50 CAM' if run['model'] == 'resnet50' else 'patch'} {run['image_size']}",
+                "label": LABELS[run["model"]].format(run["image_size"]),
                 "model": run["model"], "image_size": run["image_size"], "policy": policy,
                 "jit_compile": timing["jit_compile"],
-                "train_img_s": batch_size / min(run["train"]),
+                "train_img_s": batch_size / min(run["train"]) if trained else None,
                 "infer_img_s": batch_size / min(run["infer"]),
                 "train_step_s": run["train"], "infer_step_s": run["infer"],
             }
             if resnet is not None:
-                row["train_ratio"] = min(resnet["train"]) / min(run["train"])
+                row["train_ratio"] = min(resnet["train"]) / min(run["train"]) if trained else None
                 row["infer_ratio"] = min(resnet["infer"]) / min(run["infer"])
             if memory:
                 row.update(run_worker("memory", {**common, "policy": policy,

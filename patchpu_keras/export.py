@@ -20,6 +20,11 @@ expects), converted from `serve_images` with tf2onnx: input `images` float32
 model's metadata (`label_names`, a JSON list). ONNX has no image decoder op
 that runtimes agree on, so encoded bytes are the SavedModel's job.
 
+Both formats hold `model.for_inference()`: for a float32 `PatchPUClassifier`, its
+copy with the embedder's batch norms folded into the convolutions (same
+probabilities up to float rounding, faster). The self-check compares the export
+with the model as it was given.
+
 Exports are traced on the TensorFlow backend. On JAX or PyTorch, the model is
 exported by a subprocess running `python -m patchpu_keras.export` with
 `KERAS_BACKEND=tensorflow`: the `.keras` file is backend-independent, so a model
@@ -119,11 +124,12 @@ def export_model(model, out_dir, version=1, format="tf_saved_model", force=False
     # only loads numeric folder names, so it never sees a half-written version.
     staging = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=out_dir)
     os.chmod(staging, 0o755)  # mkdtemp's 0o700 would hide it from a server running as another user
+    served = model.for_inference()
     try:
         if format == "onnx":
-            _write_onnx(model, os.path.join(staging, ONNX_FILENAME), verify)
+            _write_onnx(served, os.path.join(staging, ONNX_FILENAME), verify, model)
         else:
-            _write_saved_model(model, staging, verify)
+            _write_saved_model(served, staging, verify, model)
         if os.path.lexists(target):
             shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         os.replace(staging, target)
@@ -186,10 +192,11 @@ def serving_functions(model):
     }
 
 
-def _write_saved_model(model, path, verify):
+def _write_saved_model(served, path, verify, model):
+    """Writes `served` (the model or its inference form) and checks it against `model`."""
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    for name, function in serving_functions(model).items():
+    archive.track(served)
+    for name, function in serving_functions(served).items():
         archive.add_endpoint(name, function)
     archive.write_out(path, verbose=False)
     if verify:
@@ -250,7 +257,8 @@ def _erfc_as_one_minus_erf(graph, node, name, args):
     graph.copy_shape(node.output[0], one_minus.output[0])
 
 
-def _write_onnx(model, path, verify):
+def _write_onnx(served, path, verify, model):
+    """Writes `served` (the model or its inference form) and checks it against `model`."""
     try:
         import onnx
         import tf2onnx
@@ -261,14 +269,14 @@ def _write_onnx(model, path, verify):
         ) from None
     import tensorflow as tf
 
-    size = model.image_size
+    size = served.image_size
     input_signature = [tf.TensorSpec((None, None, None, 3), tf.float32, name=IMAGES_INPUT)]
 
     # The float signature without `label_names` (they go in the metadata).
     @tf.function(input_signature=input_signature, autograph=False)
     def probabilities_only(images):
         resized = tf.image.resize(images, (size, size))
-        return {PROBABILITIES_OUTPUT: model(resized, training=False)[PROBABILITIES_OUTPUT]}
+        return {PROBABILITIES_OUTPUT: served(resized, training=False)[PROBABILITIES_OUTPUT]}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

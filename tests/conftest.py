@@ -42,6 +42,31 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def random_batch_norm_statistics(layer, inputs, rng, **call_kwargs):
+    """Gives every batch norm in `layer` random gamma, beta and moving statistics near its inputs'.
+
+    Gamma and beta are drawn, then one training call with momentum 0 sets the
+    moving statistics to those of the batch, which are then shifted and
+    scaled at random: the statistics are far from the identity but of the
+    activations' scale, so the inference outputs still depend on the inputs
+    (at initialisation, with unit moving variances, the activations shrink
+    about a hundredfold per block).
+    """
+    batch_norms = [sub for sub in layer._flatten_layers() if isinstance(sub, keras.layers.BatchNormalization)]
+    for batch_norm in batch_norms:
+        gamma, beta, mean, variance = batch_norm.get_weights()
+        batch_norm.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.5, beta.shape), mean, variance])
+        batch_norm.momentum = 0.0
+    layer(inputs, training=True, **call_kwargs)
+    for batch_norm in batch_norms:
+        gamma, beta, mean, variance = batch_norm.get_weights()
+        batch_norm.momentum = 0.99
+        batch_norm.set_weights([
+            gamma, beta, mean + rng.normal(0, 0.3, mean.shape) * np.sqrt(variance),
+            variance * rng.uniform(0.5, 2.0, variance.shape),
+        ])
+
+
 @pytest.fixture(autouse=True)
 def _image_check_cache(tmp_path_factory, monkeypatch):
     # Image-check caches go to a per-test folder, never to ~/.cache.

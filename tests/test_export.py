@@ -85,6 +85,16 @@ def test_saved_model_serves_encoded_images_from_plain_tensorflow(saved_model_dir
     assert output["serving_default"]["label_names"] == [model.label_names] * len(names)
 
 
+def test_a_float32_patch_model_is_exported_with_its_batch_norms_folded(saved_model_dir, model):
+    import tensorflow as tf
+
+    # The probabilities are those of the unfolded model (the tests above); the variables show the fold.
+    assert model.compute_dtype == "float32" and not model.folded_batch_norm
+    names = {variable.name for variable in tf.saved_model.load(str(saved_model_dir)).variables}
+    assert {"embedder/stem_conv/bias:0", "embedder/block3b/dwconv/bias:0"} <= names
+    assert not any("moving_mean" in name or "moving_variance" in name for name in names)
+
+
 def test_saved_model_cli_lists_both_signatures(saved_model_dir, model):
     command = shutil.which("saved_model_cli")
     command = [command] if command else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]

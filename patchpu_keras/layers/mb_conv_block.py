@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 from keras import layers, ops
 
 from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
@@ -53,6 +54,56 @@ def depthwise_as_shifted_sums(x, kernel, strides, kernel_size):
     return total
 
 
+def folded_convolution_weights(conv, batch_norm):
+    """The kernel and bias of `conv` followed by `batch_norm` in inference, as one convolution.
+
+    In inference a batch norm is an affine map per channel, `x * scale + shift`
+    with `scale = gamma / sqrt(moving_variance + epsilon)` and `shift = beta -
+    moving_mean * scale`, so it folds into the bias-free convolution before it:
+    the kernel's output channels are multiplied by `scale` and the bias is
+    `shift`. The output channel of a `DepthwiseConv2D` kernel `(kh, kw, in, 1)`
+    is its `in` axis. Computed in float64, returned as float32 numpy arrays.
+
+    Args:
+        conv: a built bias-free `Conv2D` or `DepthwiseConv2D`.
+        batch_norm: the built `BatchNormalization` applied to its output.
+
+    Returns:
+        `[kernel, bias]`, the weights of the same convolution with `use_bias=True`.
+    """
+    if conv.use_bias:
+        raise ValueError(
+            f"Only a bias-free convolution folds its batch norm. Received: {conv.name}.use_bias=True"
+        )
+    kernel = np.asarray(ops.convert_to_numpy(conv.kernel), "float64")
+    channels = kernel.shape[2] if isinstance(conv, layers.DepthwiseConv2D) else kernel.shape[3]
+    gamma, beta = np.ones(channels), np.zeros(channels)
+    if batch_norm.scale:
+        gamma = ops.convert_to_numpy(batch_norm.gamma).astype("float64")
+    if batch_norm.center:
+        beta = ops.convert_to_numpy(batch_norm.beta).astype("float64")
+    mean = ops.convert_to_numpy(batch_norm.moving_mean).astype("float64")
+    variance = ops.convert_to_numpy(batch_norm.moving_variance).astype("float64")
+    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+    if isinstance(conv, layers.DepthwiseConv2D):
+        kernel = kernel * scale[None, None, :, None]
+    else:
+        kernel = kernel * scale
+    bias = beta - mean * scale
+    return [kernel.astype("float32"), bias.astype("float32")]
+
+
+def check_inference_only(layer, training):
+    """Refuses a training call of a layer whose batch norms are folded."""
+    if training:
+        raise ValueError(
+            f"{layer.name} has its batch norms folded into its convolutions, which is exact in "
+            "inference only (moving statistics, no batch statistics to learn from): train the "
+            "model it was folded from, and fold it again after training. "
+            f"Received: training={training}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="patchpu_keras")
 class MBConvBlock(keras.layers.Layer):
     """Mobile inverted bottleneck block with squeeze-and-excitation.
@@ -75,10 +126,16 @@ class MBConvBlock(keras.layers.Layer):
             disables squeeze-and-excitation.
         drop_rate: float, drop-connect rate on the residual branch.
         activation: activation of the convolutions.
+        folded_batch_norm: bool; if True, the block is inference-only: it has
+            no batch norms, and its expansion, depthwise and projection
+            convolutions have a bias instead, which `copy_folded_weights` sets
+            from a trained block with each batch norm folded in. Same outputs
+            up to float rounding, with one pass less over each activation.
 
     Call arguments:
         inputs: tensor `(batch, height, width, filters_in)`.
-        training: bool, for batch norm and drop-connect.
+        training: bool, for batch norm and drop-connect; a folded block
+            refuses `training=True`.
 
     Returns:
         Tensor `(batch, height / strides, width / strides, filters_out)`.
@@ -103,6 +160,7 @@ class MBConvBlock(keras.layers.Layer):
         se_ratio=0.25,
         drop_rate=0.0,
         activation="swish",
+        folded_batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,6 +176,7 @@ class MBConvBlock(keras.layers.Layer):
         self.se_ratio = se_ratio
         self.drop_rate = drop_rate
         self.activation = activation
+        self.folded_batch_norm = bool(folded_batch_norm)
 
         filters = filters_in * expand_ratio
         init = unit_variance_scaling()
@@ -132,24 +191,32 @@ class MBConvBlock(keras.layers.Layer):
         self._as_products = convolutions_as_products()
         channel_axis = 1 if self._data_format == "channels_first" else -1
         conv_args = dict(data_format=self._data_format, kernel_initializer=init)
+        # Folded, each batch norm is the bias of the convolution before it.
+        use_bias = self.folded_batch_norm
+
+        def batch_norm(name):
+            if self.folded_batch_norm:
+                return None
+            return FusedBatchNormalization(axis=channel_axis, name=name)
+
         # === Layers ===
         self.expand_conv = None
         self.expand_bn = None
         if expand_ratio != 1:
             self.expand_conv = layers.Conv2D(
-                filters, 1, padding="same", use_bias=False, name="expand_conv", **conv_args
+                filters, 1, padding="same", use_bias=use_bias, name="expand_conv", **conv_args
             )
-            self.expand_bn = FusedBatchNormalization(axis=channel_axis, name="expand_bn")
+            self.expand_bn = batch_norm("expand_bn")
         self.depthwise_conv = layers.DepthwiseConv2D(
             kernel_size,
             strides=strides,
             padding="same",
-            use_bias=False,
+            use_bias=use_bias,
             depthwise_initializer=init,
             data_format=self._data_format,
             name="dwconv",
         )
-        self.depthwise_bn = FusedBatchNormalization(axis=channel_axis, name="bn")
+        self.depthwise_bn = batch_norm("bn")
         self.se_reduce = None
         self.se_expand = None
         if 0 < se_ratio <= 1:
@@ -162,9 +229,9 @@ class MBConvBlock(keras.layers.Layer):
                 filters, 1, padding="same", activation="sigmoid", name="se_expand", **conv_args
             )
         self.project_conv = layers.Conv2D(
-            filters_out, 1, padding="same", use_bias=False, name="project_conv", **conv_args
+            filters_out, 1, padding="same", use_bias=use_bias, name="project_conv", **conv_args
         )
-        self.project_bn = FusedBatchNormalization(axis=channel_axis, name="project_bn")
+        self.project_bn = batch_norm("project_bn")
         self.use_shortcut = strides == 1 and filters_in == filters_out
         self.dropout = None
         if self.use_shortcut and drop_rate > 0:
@@ -182,29 +249,36 @@ class MBConvBlock(keras.layers.Layer):
         if self.expand_conv is not None:
             self.expand_conv.build(self._inner(shape))
             shape = shape[:-1] + (filters,)
-            self.expand_bn.build(self._inner(shape))
+            if self.expand_bn is not None:
+                self.expand_bn.build(self._inner(shape))
         self.depthwise_conv.build(self._inner(shape))
         inner = self.compute_output_shape(shape)[:-1] + (filters,)
-        self.depthwise_bn.build(self._inner(inner))
+        if self.depthwise_bn is not None:
+            self.depthwise_bn.build(self._inner(inner))
         if self.se_reduce is not None:
             self.se_reduce.build(self._inner((inner[0], 1, 1, filters)))
             self.se_expand.build(self._inner((inner[0], 1, 1, self.se_reduce.filters)))
         self.project_conv.build(self._inner(inner))
-        self.project_bn.build(self._inner(inner[:-1] + (self.filters_out,)))
+        if self.project_bn is not None:
+            self.project_bn.build(self._inner(inner[:-1] + (self.filters_out,)))
 
     def call(self, inputs, training=None):
+        if self.folded_batch_norm:
+            check_inference_only(self, training)
         channels_first = self._data_format == "channels_first"
         x = ops.transpose(inputs, (0, 3, 1, 2)) if channels_first else inputs
         if self.expand_conv is not None:
             x = self._pointwise(self.expand_conv, x)
-            x = self.expand_bn(x, training=training)
+            x = self._batch_norm(self.expand_bn, x, training)
             x = keras.activations.get(self.activation)(x)
         if self._as_products:
             kernel = ops.cast(self.depthwise_conv.kernel, x.dtype)
             x = depthwise_as_shifted_sums(x, kernel, self.strides, self.kernel_size)
+            if self.depthwise_conv.use_bias:
+                x = x + ops.cast(self.depthwise_conv.bias, x.dtype)
         else:
             x = self.depthwise_conv(x)
-        x = self.depthwise_bn(x, training=training)
+        x = self._batch_norm(self.depthwise_bn, x, training)
         x = keras.activations.get(self.activation)(x)
         if self.se_reduce is not None:
             spatial = (2, 3) if channels_first else (1, 2)
@@ -212,7 +286,7 @@ class MBConvBlock(keras.layers.Layer):
             squeeze = self._pointwise(self.se_reduce, squeeze)
             x = x * self._pointwise(self.se_expand, squeeze)
         x = self._pointwise(self.project_conv, x)
-        x = self.project_bn(x, training=training)
+        x = self._batch_norm(self.project_bn, x, training)
         if channels_first:
             x = ops.transpose(x, (0, 2, 3, 1))
         if self.use_shortcut:
@@ -220,6 +294,11 @@ class MBConvBlock(keras.layers.Layer):
                 x = self.dropout(x, training=training)
             x = x + inputs
         return x
+
+    @staticmethod
+    def _batch_norm(batch_norm, x, training):
+        """`batch_norm(x)`, or `x` when the batch norm is folded into the convolution before."""
+        return x if batch_norm is None else batch_norm(x, training=training)
 
     def _pointwise(self, conv, x):
         """`conv(x)` for a 1x1 `Conv2D`; a matrix product on channels when `_as_products`."""
@@ -249,6 +328,42 @@ class MBConvBlock(keras.layers.Layer):
                 "se_ratio": self.se_ratio,
                 "drop_rate": self.drop_rate,
                 "activation": self.activation,
+                "folded_batch_norm": self.folded_batch_norm,
             }
         )
         return config
+
+    def convolutions_and_batch_norms(self):
+        """`(convolution, batch norm)` pairs of the block; the batch norm is None when folded."""
+        pairs = [(self.depthwise_conv, self.depthwise_bn), (self.project_conv, self.project_bn)]
+        if self.expand_conv is not None:
+            pairs.insert(0, (self.expand_conv, self.expand_bn))
+        return pairs
+
+    def copy_folded_weights(self, source):
+        """Sets this folded block's weights from `source`, each batch norm folded into its convolution.
+
+        Args:
+            source: a built `MBConvBlock` with the same hyperparameters and
+                `folded_batch_norm=False` (a trained block).
+        """
+        if not self.folded_batch_norm or source.folded_batch_norm:
+            raise ValueError(
+                "Folded weights go from an unfolded block into a folded one. Received: "
+                f"folded_batch_norm={self.folded_batch_norm} (target), "
+                f"{source.folded_batch_norm} (source)"
+            )
+        ours, theirs = self.get_config(), source.get_config()
+        for key in ("filters_in", "filters_out", "kernel_size", "strides", "expand_ratio", "se_ratio"):
+            if ours[key] != theirs[key]:
+                raise ValueError(
+                    f"The source block's {key} differs from this block's ({ours[key]}). "
+                    f"Received: {key}={theirs[key]}"
+                )
+        for (conv, _), (source_conv, source_bn) in zip(
+            self.convolutions_and_batch_norms(), source.convolutions_and_batch_norms()
+        ):
+            conv.set_weights(folded_convolution_weights(source_conv, source_bn))
+        if self.se_reduce is not None:
+            self.se_reduce.set_weights(source.se_reduce.get_weights())
+            self.se_expand.set_weights(source.se_expand.get_weights())

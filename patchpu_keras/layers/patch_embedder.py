@@ -3,7 +3,12 @@ from keras import layers, ops
 
 from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
 from patchpu_keras.layers.initializers import unit_variance_scaling
-from patchpu_keras.layers.mb_conv_block import MBConvBlock, same_padding_for_stride_2
+from patchpu_keras.layers.mb_conv_block import (
+    MBConvBlock,
+    check_inference_only,
+    folded_convolution_weights,
+    same_padding_for_stride_2,
+)
 
 # EfficientNet-B0's first five blocks (block1a, block2a, block2b, block3a, block3b):
 # (filters_in, filters_out, kernel_size, strides, expand_ratio).
@@ -33,12 +38,17 @@ class PatchEmbedder(keras.layers.Layer):
         embedding_dim: int, size F of a patch embedding.
         drop_connect_rate: float, EfficientNet's drop-connect rate (0.2 in B0).
         activation: activation of the convolutions.
+        folded_batch_norm: bool; if True, the embedder is inference-only: the
+            stem and the blocks have no batch norms, their convolutions have a
+            bias instead, which `copy_folded_weights` sets from a trained
+            embedder with each batch norm folded in (see `MBConvBlock`).
 
     Call arguments:
         patches: float tensor `(batch, num_patches, p, p, channels)`, values
             scaled as the weights expect (the model's `preprocessing`: [0, 1]
             from scratch, ImageNet-normalised for EfficientNet-B0's weights).
-        training: bool, for batch norm and drop-connect.
+        training: bool, for batch norm and drop-connect; a folded embedder
+            refuses `training=True`.
 
     Returns:
         Tensor `(batch, num_patches, embedding_dim)`.
@@ -53,7 +63,14 @@ class PatchEmbedder(keras.layers.Layer):
         ICML 2019 (EfficientNet-B0).
     """
 
-    def __init__(self, embedding_dim=256, drop_connect_rate=0.2, activation="swish", **kwargs):
+    def __init__(
+        self,
+        embedding_dim=256,
+        drop_connect_rate=0.2,
+        activation="swish",
+        folded_batch_norm=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if embedding_dim < 1:
             raise ValueError(
@@ -62,13 +79,14 @@ class PatchEmbedder(keras.layers.Layer):
         self.embedding_dim = embedding_dim
         self.drop_connect_rate = drop_connect_rate
         self.activation = activation
+        self.folded_batch_norm = bool(folded_batch_norm)
         init = unit_variance_scaling()
         # === Layers ===
         self.stem_conv = layers.Conv2D(
-            32, 3, strides=2, padding="valid", use_bias=False, kernel_initializer=init,
-            name="stem_conv",
+            32, 3, strides=2, padding="valid", use_bias=self.folded_batch_norm,
+            kernel_initializer=init, name="stem_conv",
         )
-        self.stem_bn = FusedBatchNormalization(name="stem_bn")
+        self.stem_bn = None if self.folded_batch_norm else FusedBatchNormalization(name="stem_bn")
         self.blocks = [
             MBConvBlock(
                 filters_in,
@@ -79,6 +97,7 @@ class PatchEmbedder(keras.layers.Layer):
                 se_ratio=0.25,
                 drop_rate=drop_connect_rate * index / EFFICIENTNET_B0_NUM_BLOCKS,
                 activation=activation,
+                folded_batch_norm=self.folded_batch_norm,
                 name=name,
             )
             for index, (name, (filters_in, filters_out, kernel_size, strides, expand_ratio))
@@ -96,20 +115,24 @@ class PatchEmbedder(keras.layers.Layer):
         padded = patch_size + sum(same_padding_for_stride_2(patch_size, 3))
         self.stem_conv.build((None, padded, padded, channels))
         shape = self.stem_conv.compute_output_shape((None, padded, padded, channels))
-        self.stem_bn.build(shape)
+        if self.stem_bn is not None:
+            self.stem_bn.build(shape)
         for block in self.blocks:
             block.build(shape)
             shape = block.compute_output_shape(shape)
         self.projection.build((None, shape[-1]))
 
     def call(self, patches, training=None):
+        if self.folded_batch_norm:
+            check_inference_only(self, training)
         shape = ops.shape(patches)
         patch_size, channels = patches.shape[-2], patches.shape[-1]
         x = ops.reshape(patches, (-1, patch_size, patch_size, channels))
         pad = same_padding_for_stride_2(patch_size, 3)
         x = ops.pad(x, ((0, 0), pad, pad, (0, 0)))
         x = self.stem_conv(x)
-        x = self.stem_bn(x, training=training)
+        if self.stem_bn is not None:
+            x = self.stem_bn(x, training=training)
         x = keras.activations.get(self.activation)(x)
         for block in self.blocks:
             x = block(x, training=training)
@@ -123,7 +146,9 @@ class PatchEmbedder(keras.layers.Layer):
     def efficientnet_b0_layer_names(self):
         """`(sublayer, name)` pairs: each convolution and batch norm of the embedder
         with the name of its counterpart in `keras.applications.EfficientNetB0`."""
-        pairs = [(self.stem_conv, "stem_conv"), (self.stem_bn, "stem_bn")]
+        pairs = [(self.stem_conv, "stem_conv")]
+        if self.stem_bn is not None:
+            pairs.append((self.stem_bn, "stem_bn"))
         for block in self.blocks:
             for sub in (
                 block.expand_conv, block.expand_bn, block.depthwise_conv, block.depthwise_bn,
@@ -144,6 +169,11 @@ class PatchEmbedder(keras.layers.Layer):
             raise ValueError(
                 "Build the embedder before copying weights into it. Received: built=False"
             )
+        if self.folded_batch_norm:
+            raise ValueError(
+                "A folded embedder has no batch norms to copy EfficientNet-B0's into: copy them "
+                "into an unfolded embedder, then fold it. Received: folded_batch_norm=True"
+            )
         for sublayer, name in self.efficientnet_b0_layer_names():
             weights = efficientnet.get_layer(name).get_weights()
             expected = [tuple(w.shape) for w in sublayer.get_weights()]
@@ -161,6 +191,30 @@ class PatchEmbedder(keras.layers.Layer):
                 "embedding_dim": self.embedding_dim,
                 "drop_connect_rate": self.drop_connect_rate,
                 "activation": self.activation,
+                "folded_batch_norm": self.folded_batch_norm,
             }
         )
         return config
+
+    def copy_folded_weights(self, source):
+        """Sets this folded embedder's weights from `source`, each batch norm folded into its convolution.
+
+        Args:
+            source: a built `PatchEmbedder` with the same `embedding_dim` and
+                `folded_batch_norm=False` (a trained embedder).
+        """
+        if not self.folded_batch_norm or source.folded_batch_norm:
+            raise ValueError(
+                "Folded weights go from an unfolded embedder into a folded one. Received: "
+                f"folded_batch_norm={self.folded_batch_norm} (target), "
+                f"{source.folded_batch_norm} (source)"
+            )
+        if not (self.built and source.built):
+            raise ValueError(
+                "Build both embedders before folding weights. "
+                f"Received: built={self.built} (target), {source.built} (source)"
+            )
+        self.stem_conv.set_weights(folded_convolution_weights(source.stem_conv, source.stem_bn))
+        for block, source_block in zip(self.blocks, source.blocks):
+            block.copy_folded_weights(source_block)
+        self.projection.set_weights(source.projection.get_weights())

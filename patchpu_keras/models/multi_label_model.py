@@ -119,6 +119,17 @@ class MultiLabelModel(keras.Model):
             x = ops.image.resize(x, (self.image_size, self.image_size), interpolation="bilinear")
         return normalize_images(x / 255.0, self.preprocessing)
 
+    def for_inference(self):
+        """The model to run inference with: the same outputs, computed faster where it can be.
+
+        `PatchPUClassifier` returns its copy with batch norms folded into the
+        convolutions (`fold_batch_norm`) when it computes in float32, where the
+        difference is float rounding; otherwise, and for the other models, the
+        model itself. Export and `cli.py` evaluate, predict and explain use it;
+        training does not (a folded model cannot train).
+        """
+        return self
+
     # === Training ===
 
     def head_layers(self):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from patchpu_keras.layers import MBConvBlock, PatchEmbedder
-from tests.conftest import to_numpy
+from tests.conftest import random_batch_norm_statistics, to_numpy
 
 
 def _efficientnet_cut(patch_size):
@@ -73,3 +73,55 @@ def test_mbconv_shapes_and_config():
     assert PatchEmbedder.from_config(embedder.get_config()).get_config() == embedder.get_config()
     # EfficientNet-B0 drop-connect: rate * block_index / 16.
     np.testing.assert_allclose([b.drop_rate for b in embedder.blocks], [0, 0.1 / 16, 0.2 / 16, 0.3 / 16, 0.4 / 16])
+
+
+def test_a_folded_embedder_computes_what_the_unfolded_one_does(rng):
+    embedder = PatchEmbedder(embedding_dim=8)
+    patches = rng.uniform(0, 1, (2, 3, 17, 17, 3)).astype("float32")  # odd: stride-2 padding
+    embedder.build(patches.shape)
+    identity_statistics = to_numpy(embedder(patches, training=False))
+    random_batch_norm_statistics(embedder, patches, rng)
+    expected = to_numpy(embedder(patches, training=False))
+    # The statistics matter, and the outputs depend on the patch, by far more than the tolerance.
+    assert np.abs(expected - identity_statistics).max() > 100 * 1e-4
+    assert np.abs(expected[0, 0] - expected[1, 2]).max() > 100 * 1e-4
+
+    folded = PatchEmbedder(embedding_dim=8, folded_batch_norm=True)
+    folded.build(patches.shape)
+    assert folded.stem_bn is None and all(
+        bn is None for block in folded.blocks for _, bn in block.convolutions_and_batch_norms()
+    )
+    folded.copy_folded_weights(embedder)
+    np.testing.assert_allclose(to_numpy(folded(patches, training=False)), expected, rtol=1e-4, atol=1e-4)
+    # Fewer variables: a bias per batch norm instead of its four vectors.
+    assert len(folded.weights) == len(embedder.weights) - 3 * (1 + 14)
+
+    config = folded.get_config()
+    assert config["folded_batch_norm"] is True
+    assert PatchEmbedder.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match="folded into its convolutions.*Received: training=True"):
+        folded(patches, training=True)
+    with pytest.raises(ValueError, match="Received: folded_batch_norm=True"):
+        folded.copy_efficientnet_b0_weights(None)
+
+
+@pytest.mark.parametrize("strides,expand_ratio", [(1, 1), (2, 6)])
+def test_a_folded_mbconv_block_computes_what_the_unfolded_one_does(rng, strides, expand_ratio):
+    arguments = dict(filters_in=8, filters_out=8, kernel_size=3, strides=strides, expand_ratio=expand_ratio)
+    block = MBConvBlock(**arguments, drop_rate=0.1)
+    x = rng.normal(0, 1, (2, 9, 9, 8)).astype("float32")
+    block.build(x.shape)
+    random_batch_norm_statistics(block, x, rng)
+    folded = MBConvBlock(**arguments, drop_rate=0.1, folded_batch_norm=True)
+    folded.build(x.shape)
+    folded.copy_folded_weights(block)
+    np.testing.assert_allclose(
+        to_numpy(folded(x, training=False)), to_numpy(block(x, training=False)), rtol=1e-4, atol=1e-4
+    )
+    assert MBConvBlock.from_config(folded.get_config()).get_config() == folded.get_config()
+    with pytest.raises(ValueError, match="Received: training=True"):
+        folded(x, training=True)
+    with pytest.raises(ValueError, match="Received: kernel_size=5"):
+        other = MBConvBlock(**{**arguments, "kernel_size": 5})
+        other.build(x.shape)
+        folded.copy_folded_weights(other)

@@ -6,7 +6,7 @@ import pytest
 
 from patchpu_keras import PatchPUClassifier, losses
 from patchpu_keras.metrics import MeanAveragePrecision, mean_average_precision_score
-from tests.conftest import to_numpy
+from tests.conftest import random_batch_norm_statistics, to_numpy
 
 
 def _images(rng, n=4, size=32, channels=3):
@@ -160,3 +160,44 @@ def test_predict_takes_any_channel_count_and_size_one_call_after_another(tiny_mo
                              (gray_alpha, expected_gray)):
         got = model.predict(images, verbose=0)["probabilities"]
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fold_batch_norm_gives_the_same_outputs_saves_and_refuses_training(tiny_model, rng, tmp_path):
+    model = tiny_model(label_names=["wood", "metal", "glass", "stone"])
+    images = _images(rng)
+    # Random batch norm statistics and scales, and label codebooks large enough that the
+    # attention is far from uniform, so that every output depends on the folding.
+    random_batch_norm_statistics(model, images, rng)
+    model.attention.set_weights([rng.normal(0, 1, w.shape) for w in model.attention.get_weights()])
+    expected = {key: to_numpy(value) for key, value in model(images, training=False).items()}
+    # ... and on the image, by a hundred times the tolerance below or more.
+    assert expected["attention"].std() > 0.01 and expected["probabilities"].std(axis=0).max() > 0.01
+
+    folded = model.fold_batch_norm()
+    assert type(folded) is PatchPUClassifier and folded.folded_batch_norm
+    assert not model.folded_batch_norm  # the trained model is unchanged
+    assert model.for_inference().folded_batch_norm and folded.for_inference() is folded
+    assert folded.label_names == model.label_names
+    outputs = {key: to_numpy(value) for key, value in folded(images, training=False).items()}
+    for key in ("probabilities", "attention", "label_embeddings"):
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-4, atol=1e-4)
+
+    path = os.path.join(tmp_path, "folded.keras")
+    folded.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is PatchPUClassifier and loaded.folded_batch_norm
+    predicted = folded.predict(images, verbose=0)
+    for key, value in loaded.predict(images, verbose=0).items():
+        np.testing.assert_allclose(value, predicted[key], rtol=1e-6, atol=1e-6)
+
+    folded.compile(optimizer="sgd", loss=losses.WeakNegative())
+    with pytest.raises(ValueError, match="folded into its convolutions.*Received: training=True"):
+        folded.train_on_batch(images, _single_positive(rng))
+    with pytest.raises(ValueError, match="already folded. Received: folded_batch_norm=True"):
+        folded.fold_batch_norm()
+    with pytest.raises(ValueError, match="then fold it. Received: folded_batch_norm=True"):
+        tiny_model(folded_batch_norm=True, embedder_weights="imagenet")
+
+
+def test_for_inference_folds_only_in_float32(tiny_model):
+    assert tiny_model(dtype="mixed_bfloat16").for_inference().folded_batch_norm is False
