@@ -13,6 +13,7 @@ from tests.conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
 import compare_methods  # noqa: E402
+import schedule_study  # noqa: E402
 
 
 @pytest.mark.parametrize("method, model, overrides", compare_methods.RUNS)
@@ -99,3 +100,26 @@ def test_the_long_benchmark_trains_the_papers_step_count_and_reports_paired_gaps
     # Paired by seed: seed 2 has no WN run; the CAM row is another model.
     assert compare_methods.paired_gaps(rows).split("\n")[1:3] == [
         "WN / BCE: 0.917 ± 0.083 (2 seeds paired)", "WN - AN: 7.500 ± 2.500 (2 seeds paired)"]
+
+
+def test_the_schedule_study_trains_the_budgets_it_names_and_tabulates_map_against_steps(tmp_path):
+    from patchpu_keras.training import training_budget
+
+    changes, _, _ = compare_methods.BENCHMARKS["half_scale"]
+    totals = {}
+    for name, settings in schedule_study.SETTINGS.items():
+        config = recipes.apply_overrides(
+            recipes.load("demo"), [f"{k}={v}" for k, v in {**changes, **settings}.items()]
+        )
+        totals[name] = training_budget(config, config["num_train"]).total_steps
+    # The paper's 25 epochs of batch 16: 800, 3,125 and 12,500 steps; the floor lifts 500 images to 3,008.
+    assert totals["n500-paper"] == 800 and totals["n2000-paper"] == 3125 and totals["n8000-paper"] == 12500
+    assert totals["n500-min3000"] == totals["n500-min3000-lr5e-3"] == 94 * 32
+    run = tmp_path / "n500-paper" / "patch-weak_negative-seed0"
+    run.mkdir(parents=True)
+    maps = [0.01 * epoch for epoch in range(1, 26)]
+    (run / "report.json").write_text(json.dumps({
+        "budget": {"steps_per_epoch": 32}, "history": {"val_map": maps}, "status": "completed"}))
+    row = schedule_study.table(str(tmp_path), ["n500-paper", "n2000-paper"]).split("\n")[2:]
+    # 400 steps: epoch 12 ends at 384 (nearest); 800: epoch 25; no 1,600 for an 800-step run.
+    assert row == ["| n500-paper | 800 | 12.0 | 25.0 |  |  |  |  | 25.0 |"]
