@@ -106,7 +106,8 @@ def read_coco(data_dir):
         images = {image["id"]: image["file_name"] for image in content.get("images", [])}
         sizes = {image["id"]: (image.get("height"), image.get("width")) for image in content.get("images", [])}
         labels = {image_id: np.zeros(len(names), "float32") for image_id in images}
-        boxes = {image_id: [] for image_id in images}
+        # Per image, its annotations' boxes and label columns (pointing scores).
+        boxes = {image_id: ([], []) for image_id in images}
         unknown = {}
         orphans = 0
         for annotation in content.get("annotations", []):
@@ -119,7 +120,8 @@ def read_coco(data_dir):
                 unknown.setdefault(image_id, set()).add(category)
                 continue
             labels[image_id][column[category]] = 1.0
-            boxes[image_id].append((_box_fractions(annotation.get("bbox"), sizes[image_id]), column[category]))
+            boxes[image_id][0].append(_box_fractions(annotation.get("bbox"), sizes[image_id]))
+            boxes[image_id][1].append(column[category])
         del content
         if orphans:
             notes.append(f"{os.path.basename(annotation_file)}: {orphans} annotations of unknown image ids ignored")
@@ -138,7 +140,7 @@ def read_coco(data_dir):
             kept_names.append(name)
             files.append(os.path.join(image_dir, images[image_id]))
             rows.append(labels[image_id])
-            objects.append(objects_entry(*zip(*boxes[image_id])))
+            objects.append(objects_entry(*boxes[image_id]))
         notes.append(
             f"COCO {coco_split}: {len(kept_names)} of {len(images)} images have annotations "
             f"(paper: {'82,081' if split == 'train' else '40,137'})"
