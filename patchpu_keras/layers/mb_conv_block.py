@@ -104,6 +104,16 @@ def check_inference_only(layer, training):
         )
 
 
+def check_fold_direction(kind, target, source):
+    """Refuses folding weights other than from an unfolded layer (`source`) into a folded one."""
+    if not target.folded_batch_norm or source.folded_batch_norm:
+        raise ValueError(
+            f"Folded weights go from an unfolded {kind} into a folded one. Received: "
+            f"folded_batch_norm={target.folded_batch_norm} (target), "
+            f"{source.folded_batch_norm} (source)"
+        )
+
+
 @keras.saving.register_keras_serializable(package="patchpu_keras")
 class MBConvBlock(keras.layers.Layer):
     """Mobile inverted bottleneck block with squeeze-and-excitation.
@@ -347,12 +357,7 @@ class MBConvBlock(keras.layers.Layer):
             source: a built `MBConvBlock` with the same hyperparameters and
                 `folded_batch_norm=False` (a trained block).
         """
-        if not self.folded_batch_norm or source.folded_batch_norm:
-            raise ValueError(
-                "Folded weights go from an unfolded block into a folded one. Received: "
-                f"folded_batch_norm={self.folded_batch_norm} (target), "
-                f"{source.folded_batch_norm} (source)"
-            )
+        check_fold_direction("block", self, source)
         ours, theirs = self.get_config(), source.get_config()
         for key in ("filters_in", "filters_out", "kernel_size", "strides", "expand_ratio", "se_ratio"):
             if ours[key] != theirs[key]:

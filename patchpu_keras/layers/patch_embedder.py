@@ -5,6 +5,7 @@ from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalizati
 from patchpu_keras.layers.initializers import unit_variance_scaling
 from patchpu_keras.layers.mb_conv_block import (
     MBConvBlock,
+    check_fold_direction,
     check_inference_only,
     folded_convolution_weights,
     same_padding_for_stride_2,
@@ -203,12 +204,7 @@ class PatchEmbedder(keras.layers.Layer):
             source: a built `PatchEmbedder` with the same `embedding_dim` and
                 `folded_batch_norm=False` (a trained embedder).
         """
-        if not self.folded_batch_norm or source.folded_batch_norm:
-            raise ValueError(
-                "Folded weights go from an unfolded embedder into a folded one. Received: "
-                f"folded_batch_norm={self.folded_batch_norm} (target), "
-                f"{source.folded_batch_norm} (source)"
-            )
+        check_fold_direction("embedder", self, source)
         if not (self.built and source.built):
             raise ValueError(
                 "Build both embedders before folding weights. "
