@@ -10,7 +10,10 @@ Models: `PatchPUClassifier` (the paper's: 64 px patches, 3 levels, F = 256) at
 each `--patch-sizes` (448 px: 59 patches, 640 px: 129), its copy with batch
 norms folded into the convolutions (`model.fold_batch_norm()`, what export,
 `cli.py predict` and `cli.py evaluate` run; inference only, rows "patch ...
-folded", unless `--no-folded`) and
+folded", unless `--no-folded`), its training with the embedder's activations
+rematerialised (`rematerialize_embedder=True`: only the stem's and blocks'
+inputs are kept for the backward pass, which recomputes the rest; rows "patch
+... remat", unless `--no-remat`) and
 `CAMClassifier(backbone="resnet50")` at `--resnet-size`, L = `--num-labels`,
 LAMB (1e-3, weight decay 1e-4), weak negative loss for the patch model and
 assume negative for CAM (the loss is a negligible part of a step). Inputs are
@@ -55,7 +58,8 @@ import click  # noqa: E402
 # model (docs/performance.md).
 # Models that only run inference (no training step, no training memory).
 INFERENCE_ONLY = ("patch_folded",)
-LABELS = {"patch": "patch {}", "patch_folded": "patch {} folded", "resnet50": "ResNet-50 CAM {}"}
+LABELS = {"patch": "patch {}", "patch_folded": "patch {} folded", "patch_remat": "patch {} remat",
+          "resnet50": "ResNet-50 CAM {}"}
 
 
 def build(name, image_size, num_labels):
@@ -64,8 +68,10 @@ def build(name, image_size, num_labels):
     from patchpu_keras.models.cam_classifier import CAMClassifier
     from patchpu_keras.models.patch_pu_classifier import PatchPUClassifier
 
-    if name in ("patch", "patch_folded"):
-        model = PatchPUClassifier(num_labels, image_size=image_size, seed=0)
+    if name in ("patch", "patch_folded", "patch_remat"):
+        model = PatchPUClassifier(
+            num_labels, image_size=image_size, seed=0, rematerialize_embedder=name == "patch_remat"
+        )
         loss = losses.WeakNegative()
         if name == "patch_folded":
             model = model.fold_batch_norm()
@@ -206,12 +212,14 @@ def format_table(backend, batch_size, rows):
               help="auto: the recipe key jit_compile=auto (patchpu_keras.training.builders.resolve_jit_compile).")
 @click.option("--folded/--no-folded", default=True, show_default=True,
               help="Also time the patch model with batch norms folded (inference only).")
+@click.option("--remat/--no-remat", default=True, show_default=True,
+              help="Also time the patch model trained with rematerialised embedder activations.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Also measure peak memory, one fresh process per model and policy.")
 @click.option("--worker", type=click.Choice(["time", "memory"]), default=None, hidden=True)
 @click.option("--worker-args", default=None, hidden=True)
 def main(batch_size, steps, warmup, patch_sizes, resnet_size, num_labels, policies, jit_compile,
-         folded, memory, worker, worker_args):
+         folded, remat, memory, worker, worker_args):
     if worker is not None:
         result = (time_worker if worker == "time" else memory_worker)(json.loads(worker_args))
         print(json.dumps(result))
@@ -220,6 +228,7 @@ def main(batch_size, steps, warmup, patch_sizes, resnet_size, num_labels, polici
     configs = []
     for size in (int(size) for size in patch_sizes.split(",") if size):
         configs += [("patch", size)] + ([("patch_folded", size)] if folded else [])
+        configs += [("patch_remat", size)] if remat else []
     if resnet_size:
         configs.append(("resnet50", resnet_size))
     common = {"batch_size": batch_size, "num_labels": num_labels, "jit_compile": jit_compile}

@@ -48,10 +48,36 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized:
+        if not self.defers_update(training, mask):
             return super().call(inputs, training=training, mask=mask)
-        if not (self.center and self.scale):
-            return super().call(inputs, training=training, mask=mask)
+        outputs, statistics = self.normalize_with_statistics(inputs)
+        self.update_moving_statistics(statistics)
+        return outputs
+
+    def defers_update(self, training, mask=None):
+        """Whether a call normalises with the closed-form path, whose update can be deferred.
+
+        True in training unless masks, renorm, synchronized statistics or a
+        missing `center` / `scale` send the call to the Keras layer.
+        """
+        return bool(
+            training and self.trainable and mask is None and not self.renorm
+            and not self.synchronized and self.center and self.scale
+        )
+
+    def normalize_with_statistics(self, inputs):
+        """Training-mode outputs and the batch statistics, without updating the moving ones.
+
+        The pure half of a training call (`defers_update(True)` must hold):
+        `call` is this followed by `update_moving_statistics`. A function that
+        runs twice per step, e.g. a rematerialised block whose forward pass is
+        recomputed for the backward pass, calls this inside and updates the
+        moving statistics once, outside.
+
+        Returns:
+            `(outputs, (mean, variance))`, the statistics per channel, float32
+            at least, carrying no gradient.
+        """
         # Statistics in float32 at least, as the Keras layer does.
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         axes = tuple(self._reduction_axes)
@@ -75,16 +101,18 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         gamma = ops.reshape(ops.cast(self.gamma, x.dtype), broadcast)
         beta = ops.reshape(ops.cast(self.beta, x.dtype), broadcast)
         outputs = _normalize(x, mean, variance, gamma, beta, self.epsilon, axes, count)
+        statistics = (ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,)))
+        return ops.cast(outputs, self.compute_dtype), statistics
 
-        mean = ops.reshape(mean, (-1,))
-        variance = ops.reshape(variance, (-1,))
-        moving_mean = ops.cast(self.moving_mean, x.dtype)
-        moving_variance = ops.cast(self.moving_variance, x.dtype)
+    def update_moving_statistics(self, statistics):
+        """Moves the moving mean and variance towards `statistics`, `(mean, variance)` of a batch."""
+        mean, variance = statistics
+        moving_mean = ops.cast(self.moving_mean, mean.dtype)
+        moving_variance = ops.cast(self.moving_variance, variance.dtype)
         self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
             moving_variance * self.momentum + variance * (1.0 - self.momentum)
         )
-        return ops.cast(outputs, self.compute_dtype)
 
 
 def _normalize(x, mean, variance, gamma, beta, epsilon, axes, count):

@@ -4,6 +4,7 @@ from keras import layers, ops
 
 from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
 from patchpu_keras.layers.initializers import unit_variance_scaling
+from patchpu_keras.layers.rematerialization import apply_batch_norm, rematerialized_call
 
 
 def same_padding_for_stride_2(size, kernel_size):
@@ -141,6 +142,12 @@ class MBConvBlock(keras.layers.Layer):
             convolutions have a bias instead, which `copy_folded_weights` sets
             from a trained block with each batch norm folded in. Same outputs
             up to float rounding, with one pass less over each activation.
+        rematerialize: bool; if True, a training call keeps only the block's
+            input for the backward pass and recomputes the block's
+            activations there (`keras.remat`), which lowers the peak memory
+            of a training step for one more forward pass of the block. Same
+            outputs, gradients and batch norm updates (`rematerialized_call`);
+            no effect in inference.
 
     Call arguments:
         inputs: tensor `(batch, height, width, filters_in)`.
@@ -171,6 +178,7 @@ class MBConvBlock(keras.layers.Layer):
         drop_rate=0.0,
         activation="swish",
         folded_batch_norm=False,
+        rematerialize=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -187,6 +195,7 @@ class MBConvBlock(keras.layers.Layer):
         self.drop_rate = drop_rate
         self.activation = activation
         self.folded_batch_norm = bool(folded_batch_norm)
+        self.rematerialize = bool(rematerialize)
 
         filters = filters_in * expand_ratio
         init = unit_variance_scaling()
@@ -275,11 +284,23 @@ class MBConvBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         if self.folded_batch_norm:
             check_inference_only(self, training)
+        if self.rematerialize and training:
+            x = rematerialized_call(lambda x, statistics: self._branch(x, training, statistics), inputs)
+        else:
+            x = self._branch(inputs, training)
+        if self.use_shortcut:
+            if self.dropout is not None:
+                x = self.dropout(x, training=training)
+            x = x + inputs
+        return x
+
+    def _branch(self, inputs, training, statistics=None):
+        """The block without its shortcut: expansion, depthwise, squeeze-excitation, projection."""
         channels_first = self._data_format == "channels_first"
         x = ops.transpose(inputs, (0, 3, 1, 2)) if channels_first else inputs
         if self.expand_conv is not None:
             x = self._pointwise(self.expand_conv, x)
-            x = self._batch_norm(self.expand_bn, x, training)
+            x = apply_batch_norm(self.expand_bn, x, training, statistics)
             x = keras.activations.get(self.activation)(x)
         if self._as_products:
             kernel = ops.cast(self.depthwise_conv.kernel, x.dtype)
@@ -288,7 +309,7 @@ class MBConvBlock(keras.layers.Layer):
                 x = x + ops.cast(self.depthwise_conv.bias, x.dtype)
         else:
             x = self.depthwise_conv(x)
-        x = self._batch_norm(self.depthwise_bn, x, training)
+        x = apply_batch_norm(self.depthwise_bn, x, training, statistics)
         x = keras.activations.get(self.activation)(x)
         if self.se_reduce is not None:
             spatial = (2, 3) if channels_first else (1, 2)
@@ -296,19 +317,10 @@ class MBConvBlock(keras.layers.Layer):
             squeeze = self._pointwise(self.se_reduce, squeeze)
             x = x * self._pointwise(self.se_expand, squeeze)
         x = self._pointwise(self.project_conv, x)
-        x = self._batch_norm(self.project_bn, x, training)
+        x = apply_batch_norm(self.project_bn, x, training, statistics)
         if channels_first:
             x = ops.transpose(x, (0, 2, 3, 1))
-        if self.use_shortcut:
-            if self.dropout is not None:
-                x = self.dropout(x, training=training)
-            x = x + inputs
         return x
-
-    @staticmethod
-    def _batch_norm(batch_norm, x, training):
-        """`batch_norm(x)`, or `x` when the batch norm is folded into the convolution before."""
-        return x if batch_norm is None else batch_norm(x, training=training)
 
     def _pointwise(self, conv, x):
         """`conv(x)` for a 1x1 `Conv2D`; a matrix product on channels when `_as_products`."""
@@ -339,6 +351,7 @@ class MBConvBlock(keras.layers.Layer):
                 "drop_rate": self.drop_rate,
                 "activation": self.activation,
                 "folded_batch_norm": self.folded_batch_norm,
+                "rematerialize": self.rematerialize,
             }
         )
         return config

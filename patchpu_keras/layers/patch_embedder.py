@@ -3,6 +3,7 @@ from keras import layers, ops
 
 from patchpu_keras.layers.fused_batch_normalization import FusedBatchNormalization
 from patchpu_keras.layers.initializers import unit_variance_scaling
+from patchpu_keras.layers.rematerialization import apply_batch_norm, rematerialized_call
 from patchpu_keras.layers.mb_conv_block import (
     MBConvBlock,
     check_fold_direction,
@@ -43,6 +44,11 @@ class PatchEmbedder(keras.layers.Layer):
             stem and the blocks have no batch norms, their convolutions have a
             bias instead, which `copy_folded_weights` sets from a trained
             embedder with each batch norm folded in (see `MBConvBlock`).
+        rematerialize: bool; if True, a training call keeps only the inputs of
+            the stem and of each block for the backward pass and recomputes
+            their activations there (`MBConvBlock(rematerialize=True)`): a
+            lower peak memory for one more forward pass of the embedder, with
+            the same outputs, gradients and batch norm updates.
 
     Call arguments:
         patches: float tensor `(batch, num_patches, p, p, channels)`, values
@@ -70,6 +76,7 @@ class PatchEmbedder(keras.layers.Layer):
         drop_connect_rate=0.2,
         activation="swish",
         folded_batch_norm=False,
+        rematerialize=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -81,6 +88,7 @@ class PatchEmbedder(keras.layers.Layer):
         self.drop_connect_rate = drop_connect_rate
         self.activation = activation
         self.folded_batch_norm = bool(folded_batch_norm)
+        self.rematerialize = bool(rematerialize)
         init = unit_variance_scaling()
         # === Layers ===
         self.stem_conv = layers.Conv2D(
@@ -99,6 +107,7 @@ class PatchEmbedder(keras.layers.Layer):
                 drop_rate=drop_connect_rate * index / EFFICIENTNET_B0_NUM_BLOCKS,
                 activation=activation,
                 folded_batch_norm=self.folded_batch_norm,
+                rematerialize=self.rematerialize,
                 name=name,
             )
             for index, (name, (filters_in, filters_out, kernel_size, strides, expand_ratio))
@@ -129,17 +138,23 @@ class PatchEmbedder(keras.layers.Layer):
         shape = ops.shape(patches)
         patch_size, channels = patches.shape[-2], patches.shape[-1]
         x = ops.reshape(patches, (-1, patch_size, patch_size, channels))
-        pad = same_padding_for_stride_2(patch_size, 3)
-        x = ops.pad(x, ((0, 0), pad, pad, (0, 0)))
-        x = self.stem_conv(x)
-        if self.stem_bn is not None:
-            x = self.stem_bn(x, training=training)
-        x = keras.activations.get(self.activation)(x)
+        if self.rematerialize and training:
+            x = rematerialized_call(lambda x, statistics: self._stem(x, training, statistics), x)
+        else:
+            x = self._stem(x, training)
         for block in self.blocks:
             x = block(x, training=training)
         x = ops.mean(x, axis=(1, 2))
         x = self.projection(x)
         return ops.reshape(x, (shape[0], shape[1], self.embedding_dim))
+
+    def _stem(self, x, training, statistics=None):
+        """The stem: 3x3 stride-2 convolution, batch norm and activation of `(patches, p, p, c)`."""
+        pad = same_padding_for_stride_2(x.shape[1], 3)
+        x = ops.pad(x, ((0, 0), pad, pad, (0, 0)))
+        x = self.stem_conv(x)
+        x = apply_batch_norm(self.stem_bn, x, training, statistics)
+        return keras.activations.get(self.activation)(x)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.embedding_dim)
@@ -193,6 +208,7 @@ class PatchEmbedder(keras.layers.Layer):
                 "drop_connect_rate": self.drop_connect_rate,
                 "activation": self.activation,
                 "folded_batch_norm": self.folded_batch_norm,
+                "rematerialize": self.rematerialize,
             }
         )
         return config

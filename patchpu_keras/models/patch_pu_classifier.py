@@ -76,6 +76,12 @@ class PatchPUClassifier(MultiLabelModel):
             It computes the same outputs with fewer passes over the
             activations, and refuses `training=True` (`fit`,
             `train_on_batch`).
+        rematerialize_embedder: bool; True keeps only the inputs of the
+            embedder's stem and blocks for the backward pass of a training
+            step and recomputes the rest there
+            (`PatchEmbedder(rematerialize=True)`): the same training, with
+            a lower peak memory for one more forward pass of the embedder
+            (docs/performance.md gives both, measured).
 
     Call arguments:
         images: `(batch, height, width, channels)` tensor, values in [0, 255].
@@ -124,6 +130,7 @@ class PatchPUClassifier(MultiLabelModel):
         embedder_weights=None,
         preprocessing=None,
         folded_batch_norm=False,
+        rematerialize_embedder=False,
         **kwargs,
     ):
         if folded_batch_norm and embedder_weights is not None:
@@ -160,6 +167,7 @@ class PatchPUClassifier(MultiLabelModel):
         self.seed = seed
         self.embedder_weights = embedder_weights
         self.folded_batch_norm = bool(folded_batch_norm)
+        self.rematerialize_embedder = bool(rematerialize_embedder)
 
         # === Layers ===
         with self.layer_policy():
@@ -177,6 +185,7 @@ class PatchPUClassifier(MultiLabelModel):
                 embedding_dim=embedding_dim,
                 drop_connect_rate=drop_connect_rate,
                 folded_batch_norm=self.folded_batch_norm,
+                rematerialize=self.rematerialize_embedder,
                 name="embedder",
             )
             self.attention = LabelCodebookAttention(
@@ -280,6 +289,7 @@ class PatchPUClassifier(MultiLabelModel):
             "seed": self.seed,
             "embedder_weights": self.embedder_weights,
             "folded_batch_norm": self.folded_batch_norm,
+            "rematerialize_embedder": self.rematerialize_embedder,
         }
 
     @classmethod

@@ -21,6 +21,7 @@ MODEL_DEFAULTS = {
     "boost_lu_alpha": None,  # 5: BoostLU (Kim et al. 2023)
     "backbone_weights": None,  # CAM: None (from scratch), "imagenet" or a local weights file
     "embedder_weights": None,  # patch model: None (from scratch), "imagenet" or a local weights file
+    "rematerialize_embedder": False,  # patch model: recompute the embedder's activations in backward (less memory)
 }
 # Keys of the training budget, with their defaults.
 TRAINING_DEFAULTS = {
@@ -179,6 +180,7 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
         seed=config["seed"],
         loss_state=loss_state,
         embedder_weights=config.get("embedder_weights"),
+        rematerialize_embedder=bool(config.get("rematerialize_embedder", False)),
         dtype=config.get("dtype_policy"),
     )
 
