@@ -139,6 +139,23 @@ class Distribution:
                 f"Received: distribute='auto', backend='tensorflow', loss={type(loss).__name__}"
             )
 
+    def check_model_config(self, config):
+        """Refuses `rematerialize_embedder` under a `tf.distribute` strategy, naming the alternatives.
+
+        A rematerialised block updates its batch norms' moving statistics
+        outside the recomputed function (`layers/rematerialization.py`), which
+        Keras' synchronized batch normalization (all-reduced moments, set by
+        `prepare_model`) does not allow.
+        """
+        if self.strategy is not None and config.get("rematerialize_embedder"):
+            raise ValueError(
+                "rematerialize_embedder needs batch norms that update their moving statistics outside "
+                "the recomputed blocks, and under tf.distribute they are synchronized across replicas, "
+                "which does not allow it. Train on several devices with KERAS_BACKEND=jax, or keep "
+                "tf.distribute with --set rematerialize_embedder=false. "
+                "Received: distribute='auto', backend='tensorflow', rematerialize_embedder=True"
+            )
+
     def check_batches(self, batch_size, num_images, split):
         """Every batch, the last one included, must split evenly over the devices."""
         last = num_images % batch_size

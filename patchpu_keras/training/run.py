@@ -151,6 +151,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
     jit_compile = resolve_jit_compile(config.get("jit_compile", "auto"))  # before reading data
     distribution = Distribution.from_config(config)
     distribution.check_loss(loss)
+    distribution.check_model_config(config)
     resumed = _resume_point(config, out_dir) if resume else None
     if not resume:
         _check_fresh_start(out_dir)

@@ -32,6 +32,16 @@ def test_pytorch_refuses_several_devices_before_reading_data(tmp_path):
         training.train(config, str(tmp_path))
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute's synchronized batch norm")
+def test_tf_distribute_refuses_a_rematerialized_embedder_before_reading_data(tmp_path):
+    config = {**recipes.load("demo"), "distribute": "auto", "rematerialize_embedder": True}
+    with pytest.raises(ValueError, match="rematerialize_embedder.*KERAS_BACKEND=jax"):
+        training.train(config, str(tmp_path))
+    assert not os.listdir(tmp_path)  # stopped before reading data or writing anything
+    Distribution("auto").check_model_config({"rematerialize_embedder": False})
+    Distribution("none").check_model_config({"rematerialize_embedder": True})
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="PyTorch trains on one device")
 def test_one_step_on_two_devices_equals_one_device(capsys):
     env = repo_env(KERAS_BACKEND=BACKEND, **TWO_DEVICES[BACKEND])
