@@ -33,7 +33,7 @@ def apply_batch_norm(batch_norm, x, training, statistics=None):
         return batch_norm(x, training=training)
     if not batch_norm.defers_update(training):
         raise ValueError(
-            f"A rematerialised layer needs batch norms whose moving statistics can be updated "
+            "A rematerialised layer needs batch norms whose moving statistics can be updated "
             "outside the recomputed function (`FusedBatchNormalization` without masks, renorm or "
             f"synchronized statistics). Received: {batch_norm.name} with "
             f"synchronized={batch_norm.synchronized}, renorm={batch_norm.renorm}"
