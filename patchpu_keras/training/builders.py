@@ -22,6 +22,10 @@ MODEL_DEFAULTS = {
     "backbone_weights": None,  # CAM: None (from scratch), "imagenet" or a local weights file
     "embedder_weights": None,  # patch model: None (from scratch), "imagenet" or a local weights file
     "rematerialize_embedder": False,  # patch model: recompute the embedder's activations in backward (less memory)
+    # Patch model, eq. (1) where the paper is silent (docs/attention.md): the defaults are eq. (1) as written.
+    "attention_score_scale": 1.0,  # multiplies the codebook-patch scores (1 / 16: 1 / sqrt(F) for F = 256)
+    "attention_learn_temperature": False,  # True: a learned scalar temperature divides the scores
+    "codebook_init_mode": "fan_out",  # variance scaling mode of the label codebooks: "fan_out" or "fan_in"
 }
 # Keys of the training budget, with their defaults.
 TRAINING_DEFAULTS = {
@@ -181,6 +185,9 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
         loss_state=loss_state,
         embedder_weights=config.get("embedder_weights"),
         rematerialize_embedder=bool(config.get("rematerialize_embedder", False)),
+        attention_score_scale=float(config.get("attention_score_scale", 1.0)),
+        attention_learn_temperature=bool(config.get("attention_learn_temperature", False)),
+        codebook_init_mode=config.get("codebook_init_mode", "fan_out"),
         dtype=config.get("dtype_policy"),
     )
 

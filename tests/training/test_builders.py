@@ -8,7 +8,9 @@ import recipes
 from patchpu_keras import CAMClassifier, losses
 from patchpu_keras.losses.role import ESTIMATES
 from patchpu_keras.training import build_model, build_optimizer
+from patchpu_keras.training.builders import method_defaults
 from tests.conftest import to_numpy
+from tests.configs import TINY
 
 CONFIG = {"learning_rate": 1e-3, "lr_decay_epochs": 2, "lr_decay_rate": 0.5, "weight_decay": 1e-4}
 
@@ -108,3 +110,34 @@ def test_jit_compile_auto_is_the_fastest_measured_choice_and_set_takes_bools():
         assert recipes.apply_overrides(config, [f"jit_compile={text}"])["jit_compile"] == value
     with pytest.raises(ValueError, match="expects a float"):
         recipes.apply_overrides(config, ["learning_rate=true"])
+
+
+def test_the_attention_keys_reach_eq_1():
+    """`attention_score_scale`, `attention_learn_temperature` and `codebook_init_mode` act on eq. (1)."""
+    config = {**method_defaults(), **TINY, "stride": None, "downsample_factor": 2, "seed": 0}
+    assert (config["attention_score_scale"], config["attention_learn_temperature"]) == (1.0, False)
+    assert config["codebook_init_mode"] == "fan_out"
+    patch_embeddings = np.random.default_rng(0).normal(size=(2, 5, 16)).astype("float32")
+    paper = build_model(config, num_labels=3)
+    halved = build_model({**config, "attention_score_scale": 0.5}, num_labels=3)
+    halved.attention.set_weights(paper.attention.get_weights())
+    # Same codebooks: halving the scores halves the log-attention around its mean over patches.
+    log_paper = np.log(to_numpy(paper.attention(patch_embeddings)[1]))
+    log_halved = np.log(to_numpy(halved.attention(patch_embeddings)[1]))
+    centred = lambda x: x - x.mean(axis=-1, keepdims=True)  # noqa: E731
+    assert np.abs(centred(log_paper)).max() > 1e-2  # not uniform, so the check can fail
+    np.testing.assert_allclose(centred(log_halved), 0.5 * centred(log_paper), atol=1e-4)
+    assert halved.get_config()["attention_score_scale"] == 0.5
+
+    learned = build_model({**config, "attention_learn_temperature": True}, num_labels=3)
+    assert learned.attention.temperature is not None and paper.attention.temperature is None
+    assert any("temperature" in v.path for v in learned.trainable_variables)
+
+    def codebook_norm(model):
+        return np.linalg.norm(to_numpy(model.attention.label_codebooks), axis=-1).mean()
+
+    fan_in = build_model({**config, "codebook_init_mode": "fan_in"}, num_labels=3)
+    # (L, F) = (3, 16) codebooks: rows of norm ~1 under fan_out, ~sqrt(F / L) = 2.3 under fan_in.
+    assert codebook_norm(fan_in) > 1.5 * codebook_norm(paper)
+    with pytest.raises(ValueError, match="codebook_init_mode"):
+        build_model({**config, "codebook_init_mode": "uniform"}, num_labels=3)
