@@ -36,6 +36,7 @@ SETTINGS = {
     "n500-min3000-lr5e-3": {**PAPER, "num_train": 500, "learning_rate": 5e-3, "min_steps": 3000},
     "n2000-lr5e-3": {**PAPER, "num_train": 2000, "learning_rate": 5e-3},
     "n8000-paper": {**PAPER, "num_train": 8000},
+    "n8000-lr5e-3": {**PAPER, "num_train": 8000, "learning_rate": 5e-3},
 }
 STEPS = (400, 800, 1600, 3000, 6000, 12000)
 
