@@ -56,8 +56,10 @@ class ROLE(StatefulLoss):
     unknowns uniformly in [0.4, 0.6] (seeded). Train with
     `patchpu_keras.optimizers.Lamb(learning_rate_multipliers=
     ROLE.learning_rate_multipliers)`: the table learns 10x faster than the
-    model, as in the paper; it is left out of weight decay by
-    `patchpu_keras.training`.
+    model, as in the paper; `patchpu_keras.training` leaves it out of weight
+    decay and out of LAMB's trust ratio (`layer_adaptation_excluded_names`: the
+    table takes Adam's step, as the authors train it; with the trust ratio its
+    logits grow geometrically, docs/design.md).
 
     Args:
         expected_positives: k of the EPR regulariser (1.38 VOC, 2.92 COCO).

@@ -30,16 +30,21 @@ class LearningRateMultipliers:
 
     def multiplier(self, variable):
         """The learning-rate multiplier of `variable` (1.0 when no key matches)."""
+        key = self.matching_key(variable, self.learning_rate_multipliers)
+        return 1.0 if key is None else self.learning_rate_multipliers[key]
+
+    def matching_key(self, variable, keys):
+        """The first of `keys` that is `variable`'s name or the end of its path, or None."""
         if getattr(self, "_trainable_variables", None) and not hasattr(variable, "path"):
             # TensorFlow hands `update_step` the tf.Variable ("PATH:0"): read the Keras
             # variable the optimizer was built with.
             variable = self._trainable_variables[self._get_variable_index(variable)]
         path = getattr(variable, "path", None) or variable.name.split(":")[0]
         name = path.rsplit("/", 1)[-1]
-        for key, value in self.learning_rate_multipliers.items():
+        for key in keys:
             if key in (name, path) or path.endswith("/" + key):
-                return value
-        return 1.0
+                return key
+        return None
 
     def update_step(self, gradient, variable, learning_rate):
         super().update_step(gradient, variable, learning_rate * self.multiplier(variable))

@@ -197,7 +197,7 @@ def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, mod
 
     The paper (sec. 4.1.2): LAMB, lr 1e-3 halved every 5 epochs, weight decay
     1e-4. A stateful loss's trainable tables get its learning-rate multipliers
-    (ROLE: 10x) and no weight decay. `lr_decay_steps` (from `training_budget`)
+    (ROLE: 10x), no weight decay and, under LAMB, no trust ratio. `lr_decay_steps` (from `training_budget`)
     replaces `lr_decay_epochs * steps_per_epoch` when given. With
     `head_lr_multiplier` other than 1, the variables of `model.head_layers()`
     train at that multiple of the learning rate (the peers: Adam at 1e-5, the
@@ -215,6 +215,7 @@ def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, mod
         decay_rate=config["lr_decay_rate"],
         staircase=True,
     )
+    optimizer_class = OPTIMIZERS[config.get("optimizer", "lamb")]
     loss_multipliers = dict(getattr(loss, "learning_rate_multipliers", {}))
     multipliers = dict(loss_multipliers)
     head_multiplier = config.get("head_lr_multiplier", 1.0)
@@ -226,8 +227,10 @@ def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, mod
             )
         for layer in model.head_layers():
             multipliers.update({variable.path: head_multiplier for variable in layer.trainable_variables})
-    optimizer = OPTIMIZERS[config.get("optimizer", "lamb")](
-        schedule, weight_decay=config["weight_decay"] or None, learning_rate_multipliers=multipliers
+    # A loss's own tables (ROLE's estimates) take Adam's step under LAMB, not one scaled by the table's norm.
+    adaptation = {"layer_adaptation_excluded_names": list(loss_multipliers)} if optimizer_class is Lamb else {}
+    optimizer = optimizer_class(
+        schedule, weight_decay=config["weight_decay"] or None, learning_rate_multipliers=multipliers, **adaptation
     )
     if loss_multipliers:  # a loss's own tables (ROLE's estimates) are not decayed
         optimizer.exclude_from_weight_decay(var_names=list(loss_multipliers))

@@ -61,18 +61,41 @@ def test_roles_learning_rate_multiplier_gives_ten_times_keras_lambs_update(rng):
 
     def step(optimizer, names):
         variables = {name: keras.Variable(start[name], name=name) for name in names}
-        optimizer.apply_gradients([(gradients[name], variables[name]) for name in names])
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(gradients[name]), variables[name]) for name in names])
         return {name: to_numpy(variables[name]) - start[name] for name in names}
 
     got = step(ours, [ESTIMATES, "kernel"])
-    # LAMB's step is learning_rate x trust ratio x Adam direction; the trust ratio
-    # (|w| / |direction|) does not depend on the learning rate, so the step is linear in it.
-    table = step(keras.optimizers.Lamb(1e-3), [ESTIMATES])[ESTIMATES]  # no decay: ROLE's table has none
+    # The table takes Adam's step (no trust ratio, no decay) at 10x the learning rate;
+    # Adam's step is linear in the learning rate. The model's kernel takes Keras' LAMB step.
+    # (Keras' Adam adds epsilon before the bias correction of the first step, LAMB's 1e-6 after it.)
+    table = step(keras.optimizers.Adam(1e-3, epsilon=1e-6 * np.sqrt(1 - 0.999)), [ESTIMATES])[ESTIMATES]
     kernel = step(keras.optimizers.Lamb(1e-3, weight_decay=1e-4), ["kernel"])["kernel"]
     assert np.abs(table).min() > 0
-    # Steps of ~7e-3 on float32 values of ~1: rounding is ~1e-7 per step.
+    # Steps of ~1e-2 on float32 values of ~1: rounding is ~1e-7 per step.
     np.testing.assert_allclose(got[ESTIMATES], 10 * table, rtol=0, atol=2e-6)
     np.testing.assert_allclose(got["kernel"], kernel, rtol=0, atol=2e-7)
+
+
+def test_roles_table_steps_do_not_grow_with_its_norm(rng):
+    """Under LAMB's trust ratio a table's step is proportional to its norm, so logits pushed one way grow
+    geometrically; ROLE's table takes Adam's step, whatever its scale."""
+    gradient = rng.normal(size=(50, 3)).astype("float32")
+    gradient[4:] = 0.0  # a batch touches a few rows of the table
+
+    def first_rows_step(optimizer, scale):
+        table = keras.Variable(scale * rng.normal(size=(50, 3)).astype("float32"), name=ESTIMATES)
+        start = to_numpy(table).copy()
+        optimizer.apply_gradients([(gradient, table)])
+        return np.abs(to_numpy(table) - start)[:4].max()
+
+    config = {**CONFIG, "weight_decay": 0}  # (PyTorch's Keras cannot decay an empty list of variables)
+    role = lambda: build_optimizer(config, steps_per_epoch=1, loss=losses.ROLE(1.38))  # noqa: E731
+    small, large = first_rows_step(role(), 1.0), first_rows_step(role(), 1000.0)
+    np.testing.assert_allclose(large, small, rtol=1e-3)
+    np.testing.assert_allclose(small, 10 * 1e-3, rtol=1e-3)  # Adam's first step: lr x sign(gradient)
+    # Plain LAMB (the same table, no exclusion) steps 1,000 times further on a 1,000 times larger table.
+    lamb = lambda: build_optimizer(config, steps_per_epoch=1)  # noqa: E731
+    np.testing.assert_allclose(first_rows_step(lamb(), 1000.0) / first_rows_step(lamb(), 1.0), 1000.0, rtol=0.2)
 
 
 def test_a_reloaded_model_keeps_the_multiplier_and_the_tables_exclusion_from_weight_decay(rng, tmp_path):
@@ -84,6 +107,7 @@ def test_a_reloaded_model_keeps_the_multiplier_and_the_tables_exclusion_from_wei
     model.save(tmp_path / "role.keras")
     loaded = keras.models.load_model(tmp_path / "role.keras")
     assert loaded.optimizer.learning_rate_multipliers == {ESTIMATES: 10.0}
+    assert loaded.optimizer.layer_adaptation_excluded_names == [ESTIMATES]
     # The table and the head's kernel (each step of JAX's eager LAMB compiles per shape).
     variables = [v for v in loaded.trainable_variables if v.name == ESTIMATES or v.path == "cam_head/kernel"]
     assert len(variables) == 2
