@@ -1,4 +1,4 @@
-"""Command line of patchpu-keras: `python cli.py --help`."""
+"""Command line of patchpu-keras: `patchpu --help` (or `python cli.py --help` in a checkout)."""
 
 import contextlib
 import json
@@ -277,5 +277,10 @@ def export(model_path, out, version, export_format, force):
     click.echo(f"wrote {written}")
 
 
-if __name__ == "__main__":
+def main():
+    """Entry point of the `patchpu` command and of `python cli.py`."""
     cli()
+
+
+if __name__ == "__main__":
+    main()
