@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import click  # noqa: E402
 
-import recipes  # noqa: E402
 from patchpu_keras.data.sources import SOURCE_CHOICES  # noqa: E402
+from patchpu_keras.recipe_book import recipes  # noqa: E402
 
 
 @click.group()

@@ -1,6 +1,6 @@
 """The single-positive peers' training protocol (docs/peers_protocol.md), shared by their recipes."""
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 # Kim et al. 2022 / 2023 and Chen et al. 2024 (`config.py` / `train.py` of their code): an
 # ImageNet ResNet-50 CAM model at 448x448, Adam at 1e-5 with the last layer at 10x, no weight

@@ -9,7 +9,7 @@ fully-labelled reference. The paper reports a test mAP of 65.8 on the
 annotated images of val2014.
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

@@ -19,7 +19,7 @@ row: neither is verified. Not reproduced by the project's tests (they ship no
 VOC / COCO).
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

@@ -15,7 +15,7 @@ is a reconstruction, so no published number applies to it as is. Not
 reproduced by the project's tests (they ship no VOC / COCO).
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

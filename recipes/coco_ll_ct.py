@@ -15,7 +15,7 @@ not quoted, nor the patch paper's Table 1 value for this row: neither is
 verified. Not reproduced by the project's tests (they ship no VOC / COCO).
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

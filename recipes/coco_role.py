@@ -18,7 +18,7 @@ Learning?" (CRISP), Table 1, their re-run of the method: COCO 2014 mAP 67.0 ±
 tests (they ship no VOC / COCO).
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

@@ -14,7 +14,7 @@ annotations/instances_{train,val}2014.json, train2014/ and val2014/ (or is a
 TFDS data dir with `--source tfds`).
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

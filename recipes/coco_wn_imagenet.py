@@ -12,7 +12,7 @@ paper trains from scratch; no paper reports this variant. Not reproduced by
 the project's tests (they ship no VOC / COCO and no ImageNet weights).
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

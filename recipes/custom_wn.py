@@ -17,7 +17,7 @@ floor did not help (`bench/schedule_study.py`, docs/recipes.md). There is no ref
 number for your data.
 """
 
-from recipes._paper import paper_settings
+from ._paper import paper_settings
 
 # `bench/schedule_study.py`: lr 5e-3 against the paper's 1e-3 on 500 / 2,000 / 8,000 images.
 LEARNING_RATE = 5e-3

@@ -11,7 +11,7 @@ blocks copied from `keras.applications.EfficientNetB0(weights="imagenet")`
 is no reference number for your data.
 """
 
-from recipes import custom_wn
+from . import custom_wn
 
 
 def get_config():

@@ -11,7 +11,7 @@ reference the single-positive losses are compared with. The paper reports a
 test mAP of 61.6 on VOC 2012 `val`.
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():

@@ -19,7 +19,7 @@ reported number is expected. Not reproduced by the project's tests (they ship no
 / COCO and no ImageNet weights).
 """
 
-from recipes._peers import peers_recipe
+from ._peers import peers_recipe
 
 
 def get_config():

@@ -18,7 +18,7 @@ torchvision's, so a small difference from the reported number is expected. Not
 reproduced by the project's tests (they ship no VOC / COCO and no ImageNet weights).
 """
 
-from recipes._peers import peers_recipe
+from ._peers import peers_recipe
 
 
 def get_config():

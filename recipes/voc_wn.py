@@ -15,7 +15,7 @@ VOC2012 itself, VOCtrainval_11-May-2012.tar, or a TFDS data dir with
 `--source tfds`.
 """
 
-from recipes._paper import paper_recipe
+from ._paper import paper_recipe
 
 
 def get_config():
