@@ -55,22 +55,28 @@ def _plain_warnings():
 
 
 def _config(recipe, assignments, data_dir=None, source=None):
+    """The recipe with `--set`, `--data-dir` and `--source` applied, checked before any data is read.
+
+    A bad recipe name or setting is one `Error: ...` line (`training.settings.check_settings`).
+    """
+    from patchpu_keras.training.settings import check_settings
+
     try:
         config = recipes.apply_overrides(recipes.load(recipe), assignments)
+        if data_dir is not None:
+            config["data_dir"] = data_dir
+        if source is not None:
+            config["source"] = source
+        return check_settings(config)
     except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-    if data_dir is not None:
-        config["data_dir"] = data_dir
-    if source is not None:
-        config["source"] = source
-    return config
+        raise click.ClickException(str(error)) from None
 
 
 @cli.command()
 @click.option("--recipe", required=True, help="Recipe name (see `python cli.py recipes`).")
 @data_dir_option
 @source_option
-@click.option("--epochs", type=int, default=None, help="Override the recipe's epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs.")
 @click.option("--out", default=None, help="Run directory [default: runs/RECIPE-TIME].")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted run in --out from its last checkpoint (same recipe and --set "

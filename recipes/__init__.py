@@ -1,39 +1,76 @@
-"""Recipes: one module per experiment, each with `get_config()` returning a plain dict.
+"""Recipes: the paper's and the peers' as rows of a table (`_table.py`), the demo and own-data ones as modules.
 
 `python cli.py recipes` lists them; `python cli.py train --recipe NAME` runs one.
 `load` merges the method defaults (`patchpu_keras.training.method_defaults`:
-every key a loss or a compared model reads) under the recipe's own keys, so
-`--set loss=NAME` and its keys work from every recipe.
+every key a model, the optimizer or a loss reads, with the default of the
+argument it sets) under the recipe's own keys, so `--set loss=NAME` and its
+keys work from every recipe.
 """
 
 import ast
+import difflib
 import importlib
 import pkgutil
 
+from ._paper import paper_recipe
+from ._peers import peers_recipe
+from ._table import PAPER, PEERS, ROWS
+
+_ROWS = {row.name: row for row in ROWS}
+_PROTOCOLS = {PAPER: paper_recipe, PEERS: peers_recipe}
+
+
+def _modules():
+    """Recipes with code of their own: the demo and the own-data recipes."""
+    return [module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_")]
+
 
 def names():
-    """Names of every recipe module, sorted."""
-    return sorted(
-        module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_")
-    )
+    """Every recipe name, sorted."""
+    return sorted([*_ROWS, *_modules()])
 
 
-def _module(name):
+def did_you_mean(value, choices):
+    """` Did you mean 'x'?` for the choice closest to `value`, or "" when none is close."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_name(name):
     if name not in names():
-        raise ValueError(f"Unknown recipe. Expected one of {names()}. Received: recipe={name!r}")
-    return importlib.import_module(f"{__name__}.{name}")
+        raise ValueError(
+            f"Unknown recipe.{did_you_mean(name, names())} `python cli.py recipes` lists them all. "
+            f"Received: recipe={name!r}"
+        )
+
+
+def row(name):
+    """The table row of recipe `name` (`_table.Row`), or None for a recipe module."""
+    _check_name(name)
+    return _ROWS.get(name)
+
+
+def _own_config(name):
+    table_row = row(name)
+    if table_row is None:
+        return importlib.import_module(f"{__name__}.{name}").get_config()
+    return _PROTOCOLS[table_row.protocol](table_row.dataset, **table_row.settings)
 
 
 def load(name):
     """The config dict of recipe `name`, over the method defaults."""
     from patchpu_keras.training.builders import method_defaults
 
-    return {**method_defaults(), **_module(name).get_config()}
+    return {**method_defaults(), **_own_config(name)}
 
 
 def summary(name):
-    """The first line of recipe `name`'s docstring."""
-    return (_module(name).__doc__ or "").strip().splitlines()[0]
+    """One line about recipe `name`: its row's summary, or the first line of its module's docstring."""
+    table_row = row(name)
+    if table_row is not None:
+        return table_row.summary
+    module = importlib.import_module(f"{__name__}.{name}")
+    return (module.__doc__ or "").strip().splitlines()[0]
 
 
 def _parse(text):
@@ -67,8 +104,8 @@ def apply_overrides(config, assignments):
         key = key.strip()
         if key not in config:
             raise ValueError(
-                f"Unknown recipe key {key!r}. Expected one of {sorted(config)}. "
-                f"Received: {assignment!r}"
+                f"Unknown recipe key {key!r}.{did_you_mean(key, config)} `python cli.py recipes` lists the "
+                f"recipes; docs/recipes.md the keys. Received: {assignment!r}"
             )
         value, current = _parse(text), config[key]
         if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):

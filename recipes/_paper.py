@@ -16,15 +16,9 @@ def paper_settings():
         "holdout_seed": 0,
         "flip": True,
         "cache": None,  # None: no cache; true: resized images in memory; a path: on disk
-        # Model: 3 resolutions, factor 2, 64x64 patches with stride 64, F = 256
-        "image_size": 640,
-        "patch_size": 64,
-        "stride": 64,
-        "num_resolutions": 3,
-        "downsample_factor": 2,
-        "embedding_dim": 256,
-        "mlp_units": 256,
-        "max_patches_per_resolution": None,
+        # Model: the patch model's defaults are sec. 4.1.2's (3 resolutions, factor 2,
+        # F = 256, 640x640 images); patch_size and stride follow image_size
+        # (64x64 patches side by side at 640: `training.builders.resolve_patch_geometry`).
         # Training: 25 epochs, batch 16, LAMB lr 1e-3 halved every 5 epochs, weight decay 1e-4
         "loss": "weak_negative",
         "epochs": 25,

@@ -38,7 +38,7 @@ def get_config():
         # Model
         "image_size": 112,
         "patch_size": 28,
-        "stride": 28,
+        "stride": None,  # None: patch_size (patches side by side)
         "num_resolutions": 3,
         "downsample_factor": 2,
         "embedding_dim": 256,

@@ -1,17 +1,24 @@
-"""The loss table: every name a recipe's `loss` key accepts, how it builds, and its defaults.
+"""The loss table: every name a recipe's `loss` key accepts, what it builds and which keys it reads.
 
-This is the one place a loss is declared for recipes and the CLI. Each entry
-names the recipe keys its loss reads and their default values; `defaults()`
-merges them into every recipe (`recipes.load`), so `--set loss=NAME` works from
-any recipe, and `--set KEY=VALUE` accepts every key any loss reads.
+This is the one place a loss is declared for recipes and the CLI: one line
+per loss, the loss class (or a `functools.partial` of it) and the recipe keys
+that set its arguments. A key's default is its argument's default in the
+class's signature (`patchpu_keras.configured`), so `defaults()` merges them
+into every recipe (`recipes.load`): `--set loss=NAME` works from any recipe, and
+`--set KEY=VALUE` accepts every key any loss reads.
 
-A key listed in `required` has no honest default (EPR and ROLE's expected
-number of positives per image depends on the data): its default is None, and
+An argument without a default (EPR and ROLE's expected number of positives per
+image depends on the data) is a required key: its recipe default is None, and
 building the loss without a value fails at once, naming the key to set.
+
+Adding a loss: its module (the loss class), one line here, its test.
 """
 
 import collections
+import difflib
+import functools
 
+from patchpu_keras.configured import Configured, same_names
 from patchpu_keras.losses.assume_negative import AssumeNegative
 from patchpu_keras.losses.assume_negative_ls import AssumeNegativeLS
 from patchpu_keras.losses.entropy_maximization import EntropyMaximization
@@ -25,22 +32,36 @@ from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative
 from patchpu_keras.losses.weak_negative import WeakNegative
 
 
-class LossEntry(collections.namedtuple("LossEntry", ["build", "defaults", "summary", "required"])):
+class LossEntry(collections.namedtuple("LossEntry", ["configured", "summary"])):
     """One loss of the table.
 
     Fields:
-        build: callable, recipe dict -> `keras.losses.Loss`.
-        defaults: dict of the recipe keys `build` reads (beyond `seed` and
-            `epochs`) and their defaults.
+        configured: `Configured`, the loss class and the recipe keys it reads.
         summary: str, one line for `cli.py recipes`.
-        required: tuple of keys of `defaults` without an honest default (None
-            there): the recipe or `--set` must give them.
     """
 
     __slots__ = ()
 
-    def __new__(cls, build, defaults, summary, required=()):
-        return super().__new__(cls, build, defaults, summary, tuple(required))
+    @property
+    def defaults(self):
+        """`{recipe key: default}` of the keys the loss reads (None for the required ones)."""
+        return self.configured.defaults()
+
+    @property
+    def required(self):
+        """Keys without a default: the recipe or `--set` must give them."""
+        return self.configured.required()
+
+    def build(self, config):
+        """The loss, from the keys `config` gives (the others keep their defaults)."""
+        return self.configured(config)
+
+
+def _entry(target, summary, keys=(), **from_recipe):
+    """A table line: `keys` are loss keys (a tuple of names, or {recipe key: argument}), `from_recipe`
+    the recipe's own keys the loss reads ({argument: recipe key})."""
+    keys = same_names(*keys) if isinstance(keys, tuple) else keys
+    return LossEntry(Configured(target, keys, {key: argument for argument, key in from_recipe.items()}), summary)
 
 
 EXPECTED_POSITIVES_HINT = (
@@ -48,66 +69,40 @@ EXPECTED_POSITIVES_HINT = (
     "measure it on a fully labelled sample of your data (the mean number of labels "
     "per image; VOC 2012: 1.38, COCO 2014: 2.92)"
 )
+EM_KEYS = {"em_alpha": "alpha"}
+APL_KEYS = {**EM_KEYS, "apl_beta": "beta", "apl_warmup_epochs": "warmup_epochs",
+            "apl_negative_proportion": "negative_proportion"}
 
 LOSSES = {
-    "full_bce": LossEntry(
-        lambda c: FullBCE(), {}, "BCE on full labels: the upper bound (needs regime=full)"),
-    "assume_negative": LossEntry(
-        lambda c: AssumeNegative(), {}, "AN: every unknown label is a negative"),
-    "assume_negative_ls": LossEntry(
-        lambda c: AssumeNegativeLS(c["label_smoothing"]), {"label_smoothing": 0.1},
-        "AN-LS: assume negative with label smoothing (Cole et al. 2021)"),
-    "weak_assume_negative": LossEntry(
-        lambda c: WeakAssumeNegative(), {}, "WAN: unknown labels as negatives weighted 1/(L-1)"),
-    "weak_negative": LossEntry(
-        lambda c: WeakNegative(theta=c["theta"]), {"theta": 0.0},
-        "WN: negatives weighted by label-embedding similarity (the patch paper, eq. 7-9)"),
-    "expected_positive_regularization": LossEntry(
-        lambda c: ExpectedPositiveRegularization(c["expected_positives"]),
-        {"expected_positives": None}, "EPR: expected positive regularization (Cole et al. 2021)",
-        required=("expected_positives",)),
-    "role": LossEntry(
-        lambda c: ROLE(c["expected_positives"], seed=c["seed"]), {"expected_positives": None},
-        "ROLE: online label estimates trained with EPR (Cole et al. 2021)",
-        required=("expected_positives",)),
-    "ll_r": LossEntry(
-        lambda c: LargeLoss("reject", delta_rel=c["delta_rel"]), {"delta_rel": None},
-        "LL-R: reject the largest unknown-label losses (Kim et al. 2022)"),
-    "ll_ct": LossEntry(
-        lambda c: LargeLoss("temporary", delta_rel=c["delta_rel"]), {"delta_rel": None},
-        "LL-Ct: correct the largest losses for one step (Kim et al. 2022)"),
-    "ll_cp": LossEntry(
-        lambda c: LargeLoss("permanent", delta_rel=c["delta_rel"]), {"delta_rel": None},
-        "LL-Cp: correct the largest losses for good (Kim et al. 2022)"),
-    "em": LossEntry(
-        lambda c: EntropyMaximization(c["em_alpha"]), {"em_alpha": 0.2},
-        "EM: entropy maximization on unknown labels (Zhou et al. 2022)"),
-    "em_apl": LossEntry(
-        lambda c: EntropyMaximization(
-            c["em_alpha"],
-            beta=c["apl_beta"],
-            warmup_epochs=c["apl_warmup_epochs"],
-            num_epochs=c["epochs"],
-            negative_proportion=c["apl_negative_proportion"],
-        ),
-        {"em_alpha": 0.2, "apl_beta": 0.02, "apl_warmup_epochs": 5, "apl_negative_proportion": 0.9},
-        "EM + APL: entropy maximization with asymmetric pseudo-labels (Zhou et al. 2022)"),
-    "en_cl": LossEntry(
-        lambda c: ExpectedNegativeConsistency(
-            momentum=c["en_momentum"], threshold=c["en_threshold"], weight=c["en_weight"]),
-        {"en_momentum": 0.9, "en_threshold": 0.5, "en_weight": 1.0},
-        "EN + CL: expected negatives with consistency (reconstructed)"),
-    "generalized_robust": LossEntry(
-        lambda c: GeneralizedRobust(num_epochs=c["epochs"], q2=c["gr_q2"], q3=c["gr_q3"]),
-        {"gr_q2": 0.01, "gr_q3": 1.0},
-        "GR-Loss: generalized robust loss with epoch schedules (Chen et al. 2024)"),
+    "full_bce": _entry(FullBCE, "BCE on full labels: the upper bound (needs regime=full)"),
+    "assume_negative": _entry(AssumeNegative, "AN: every unknown label is a negative"),
+    "assume_negative_ls": _entry(AssumeNegativeLS, "AN-LS: assume negative with label smoothing (Cole et al. 2021)",
+                                 ("label_smoothing",)),
+    "weak_assume_negative": _entry(WeakAssumeNegative, "WAN: unknown labels as negatives weighted 1/(L-1)"),
+    "weak_negative": _entry(WeakNegative, "WN: negatives weighted by label-embedding similarity (the patch paper, eq. 7-9)",
+                            ("theta",)),
+    "expected_positive_regularization": _entry(
+        ExpectedPositiveRegularization, "EPR: expected positive regularization (Cole et al. 2021)",
+        ("expected_positives",)),
+    "role": _entry(ROLE, "ROLE: online label estimates trained with EPR (Cole et al. 2021)",
+                   ("expected_positives",), seed="seed"),
+    "ll_r": _entry(functools.partial(LargeLoss, mode="reject"),
+                   "LL-R: reject the largest unknown-label losses (Kim et al. 2022)", ("delta_rel",)),
+    "ll_ct": _entry(functools.partial(LargeLoss, mode="temporary"),
+                    "LL-Ct: correct the largest losses for one step (Kim et al. 2022)", ("delta_rel",)),
+    "ll_cp": _entry(functools.partial(LargeLoss, mode="permanent"),
+                    "LL-Cp: correct the largest losses for good (Kim et al. 2022)", ("delta_rel",)),
+    "em": _entry(EntropyMaximization, "EM: entropy maximization on unknown labels (Zhou et al. 2022)", EM_KEYS),
+    # Zhou et al. 2022's VOC beta as the default; the COCO recipes set their own.
+    "em_apl": _entry(functools.partial(EntropyMaximization, beta=0.02),
+                     "EM + APL: entropy maximization with asymmetric pseudo-labels (Zhou et al. 2022)",
+                     APL_KEYS, num_epochs="epochs"),
+    "en_cl": _entry(ExpectedNegativeConsistency, "EN + CL: expected negatives with consistency (reconstructed)",
+                    {"en_momentum": "momentum", "en_threshold": "threshold", "en_weight": "weight"}),
+    "generalized_robust": _entry(
+        GeneralizedRobust, "GR-Loss: generalized robust loss with epoch schedules (Chen et al. 2024)",
+        {"gr_q2": "q2", "gr_q3": "q3"}, num_epochs="epochs"),
 }
-
-# Keys read by more than one loss must agree on their default.
-for _name, _entry in LOSSES.items():
-    for _key, _value in _entry.defaults.items():
-        for _other in LOSSES.values():
-            assert _other.defaults.get(_key, _value) == _value, (_name, _key)
 
 
 def names():
@@ -116,11 +111,21 @@ def names():
 
 
 def defaults():
-    """Every key any loss reads, with its default (None for the `required` ones)."""
+    """Every key any loss reads, with its default (None for the `required` ones).
+
+    A key several losses read (`em_alpha`, `delta_rel`, `expected_positives`)
+    takes the default of the first loss in the table that reads it.
+    """
     merged = {}
     for entry in LOSSES.values():
-        merged.update(entry.defaults)
+        merged.update({key: value for key, value in entry.defaults.items() if key not in merged})
     return merged
+
+
+def did_you_mean(name, choices):
+    """` Did you mean 'x'?` for the choice closest to `name`, or "" when none is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _missing_key_message(name, key, config):
@@ -134,8 +139,8 @@ def _missing_key_message(name, key, config):
 def build_loss(config):
     """The loss a recipe dict names (`config["loss"]`), built from the recipe's keys.
 
-    Keys the recipe does not give fall back to the table's defaults; `seed`
-    (ROLE) and `epochs` (EM + APL) come from the recipe.
+    Keys the recipe does not give keep their defaults; `seed` (ROLE) and
+    `epochs` (EM + APL, GR-Loss) come from the recipe.
 
     Raises:
         ValueError: the name is not in the table, or a `required` key is
@@ -143,10 +148,11 @@ def build_loss(config):
     """
     name = config.get("loss")
     if name not in LOSSES:
-        raise ValueError(f"Unknown loss. Expected one of {names()}. Received: loss={name!r}")
+        raise ValueError(
+            f"Unknown loss.{did_you_mean(name, LOSSES)} Expected one of {names()}. Received: loss={name!r}"
+        )
     entry = LOSSES[name]
-    merged = {**entry.defaults, **config}
     for key in entry.required:
-        if merged.get(key) is None:
+        if config.get(key) is None:
             raise ValueError(_missing_key_message(name, key, config))
-    return entry.build(merged)
+    return entry.build(config)

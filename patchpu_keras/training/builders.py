@@ -1,8 +1,12 @@
 """Builders: a recipe dict in, the model, optimizer and loss it names out.
 
-`method_defaults()` is every key the builders and the loss table read, with
-its default; `recipes.load` merges it under every recipe, so any recipe trains
-any method with `--set loss=NAME` or `--set model=cam`.
+A recipe is one flat dict. Each key that configures a callable takes its
+default from that callable's signature (`patchpu_keras.configured`): the model
+keys from the model classes (`MODELS`), the optimizer keys from
+`make_optimizer`, the loss keys from the loss classes (`losses.registry.LOSSES`).
+`method_defaults()` collects them with the run's keys (`RUN_DEFAULTS`,
+`TRAINING_DEFAULTS`); `recipes.load` merges them under every recipe, so any
+recipe trains any method with `--set loss=NAME` or `--set model=cam`.
 """
 
 import math
@@ -10,29 +14,35 @@ import typing
 
 import keras
 
+from patchpu_keras.configured import Configured, same_names
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
 from patchpu_keras.models import CAMClassifier, PatchPUClassifier
 from patchpu_keras.optimizers import Adam, Lamb
 
-# Keys `build_model` reads for the compared models, with their defaults.
-MODEL_DEFAULTS = {
-    "model": "patch",  # "cam": CAMClassifier
-    "backbone": "resnet50",  # CAM backbone: "resnet50" or "tiny"
-    "boost_lu_alpha": None,  # 5: BoostLU (Kim et al. 2023)
-    "backbone_weights": None,  # CAM: None (from scratch), "imagenet" or a local weights file
-    "embedder_weights": None,  # patch model: None (from scratch), "imagenet" or a local weights file
-    "rematerialize_embedder": False,  # patch model: recompute the embedder's activations in backward (less memory)
-    # Patch model, eq. (1) where the paper is silent (docs/attention.md): the defaults are eq. (1) as written.
-    "attention_score_scale": 1.0,  # multiplies the codebook-patch scores (1 / 16: 1 / sqrt(F) for F = 256)
-    "attention_learn_temperature": False,  # True: a learned scalar temperature divides the scores
-    "codebook_init_mode": "fan_out",  # variance scaling mode of the label codebooks: "fan_out" or "fan_in"
+# The models a recipe's `model` key names, with the recipe keys each reads
+# ({recipe key: constructor argument}); each key's default is its argument's.
+# The table to adapt when a model's constructor changes.
+MODELS = {
+    "patch": Configured(PatchPUClassifier, {
+        **same_names(
+            "image_size", "patch_size", "stride", "num_resolutions", "downsample_factor", "embedding_dim",
+            "mlp_units", "max_patches_per_resolution", "seed", "embedder_weights",
+            # eq. (1) where the paper is silent (docs/attention.md)
+            "attention_score_scale", "attention_learn_temperature", "codebook_init_mode",
+        ),
+        "rematerialize_embedder": "rematerialize_embedder",
+    }),
+    "cam": Configured(CAMClassifier, same_names("backbone", "image_size", "boost_lu_alpha", "backbone_weights")),
 }
+DEFAULT_MODEL = "patch"
+# Keys of the patch geometry whose recipe default is None: `resolve_patch_geometry`
+# derives them from `image_size` (the paper's 64 / 640) and `patch_size`.
+FOLLOWS_IMAGE_SIZE = ("patch_size", "stride")
+
 # Keys of the training budget, with their defaults.
 TRAINING_DEFAULTS = {
     "min_steps": None,  # at least this many steps: more epochs on small data (see training_budget)
     "diagnostics_images": 256,  # training images scored every epoch when their full labels are known
-    "optimizer": "lamb",  # the paper's; "adam" for the single-positive peers' protocol
-    "head_lr_multiplier": 1.0,  # learning rate of the model's head layers over the rest (peers: 10)
 }
 OPTIMIZERS = {"lamb": Lamb, "adam": Adam}
 
@@ -47,22 +57,38 @@ RUN_DEFAULTS = {
 DTYPE_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
 __all__ = [
+    "MODELS",
     "MODEL_DEFAULTS",
+    "OPTIMIZER",
     "RUN_DEFAULTS",
     "TRAINING_DEFAULTS",
     "TrainingBudget",
     "build_loss",
     "build_model",
     "build_optimizer",
+    "make_optimizer",
     "method_defaults",
     "resolve_jit_compile",
     "training_budget",
 ]
 
 
+def _model_defaults():
+    """`model` and every key a model reads, with its default (a key two models read: the first's)."""
+    defaults = {"model": DEFAULT_MODEL}
+    for configured in MODELS.values():
+        defaults.update({key: value for key, value in configured.defaults().items() if key not in defaults})
+    return {**defaults, **dict.fromkeys(FOLLOWS_IMAGE_SIZE)}
+
+
 def method_defaults():
-    """`MODEL_DEFAULTS`, `TRAINING_DEFAULTS`, `RUN_DEFAULTS` and every key of the loss table, with defaults."""
-    return {**MODEL_DEFAULTS, **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
+    """Every key the builders and the loss table read, with its default.
+
+    The model, optimizer and loss keys come from the signatures they configure
+    (`MODELS`, `OPTIMIZER`, `losses.registry.LOSSES`); then `TRAINING_DEFAULTS`
+    and `RUN_DEFAULTS`.
+    """
+    return {**_model_defaults(), **OPTIMIZER.defaults(), **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
 
 
 def resolve_jit_compile(value):
@@ -146,53 +172,62 @@ def training_budget(config, num_train):
     return TrainingBudget(epochs, steps_per_epoch, max(1, lr_decay_steps))
 
 
+def resolve_patch_geometry(config):
+    """`(patch_size, stride)` of a patch-model recipe, with the keys it leaves at None derived.
+
+    `patch_size=None` follows the image: the divisor of `image_size` closest to
+    `image_size * 64 / 640` (the paper's 64x64 patches on 640x640 images, sec.
+    4.1.2) that fits the coarsest level, so the patches tile the image exactly.
+    `stride=None` is `patch_size` (patches side by side). A key the recipe or
+    `--set` gives is kept as it is (`training.settings.check_settings` says when
+    it does not fit the image).
+    """
+    image_size, patch_size = config["image_size"], config.get("patch_size")
+    if patch_size is None:
+        coarsest = image_size
+        for _ in range(1, config["num_resolutions"]):
+            coarsest = int(coarsest / config["downsample_factor"])
+        fitting = [size for size in range(1, max(1, coarsest) + 1) if image_size % size == 0]
+        target = image_size * PAPER_PATCH_FRACTION
+        patch_size = min(fitting, key=lambda size: (abs(size - target), -size))
+    stride = config.get("stride")
+    return patch_size, patch_size if stride is None else stride
+
+
+# Sec. 4.1.2: 64x64 patches on 640x640 images.
+PAPER_PATCH_FRACTION = 64 / 640
+
+
 def build_model(config, num_labels, label_names=None, loss_state=None):
     """The recipe's model: `PatchPUClassifier`, or `CAMClassifier` when `model="cam"`.
 
-    `dtype_policy` (None: float32) is the model's Keras dtype policy; with
-    "mixed_float16", `compile` wraps the optimizer in Keras' `LossScaleOptimizer`.
+    The keys each model reads are in `MODELS`; a key the config leaves out keeps
+    the model's default. `dtype_policy` (None: float32) is the model's Keras
+    dtype policy; with "mixed_float16", `compile` wraps the optimizer in Keras'
+    `LossScaleOptimizer`.
     """
     policy = config.get("dtype_policy")
     if policy not in DTYPE_POLICIES:
         raise ValueError(
             f"`dtype_policy` must be one of {list(DTYPE_POLICIES)}. Received: dtype_policy={policy!r}"
         )
-    if config.get("model", "patch") == "cam":
-        return CAMClassifier(
-            num_labels,
-            backbone=config["backbone"],
-            image_size=config["image_size"],
-            boost_lu_alpha=config.get("boost_lu_alpha"),
-            label_names=label_names,
-            loss_state=loss_state,
-            backbone_weights=config.get("backbone_weights"),
-            dtype=config.get("dtype_policy"),
-        )
-    if config.get("model", "patch") != "patch":
-        raise ValueError(f"`model` must be 'patch' or 'cam'. Received: model={config['model']!r}")
-    return PatchPUClassifier(
-        num_labels,
-        image_size=config["image_size"],
-        patch_size=config["patch_size"],
-        stride=config.get("stride"),
-        num_resolutions=config["num_resolutions"],
-        downsample_factor=config["downsample_factor"],
-        embedding_dim=config["embedding_dim"],
-        mlp_units=config["mlp_units"],
-        max_patches_per_resolution=config.get("max_patches_per_resolution"),
-        label_names=label_names,
-        seed=config["seed"],
-        loss_state=loss_state,
-        embedder_weights=config.get("embedder_weights"),
-        rematerialize_embedder=bool(config.get("rematerialize_embedder", False)),
-        attention_score_scale=float(config.get("attention_score_scale", 1.0)),
-        attention_learn_temperature=bool(config.get("attention_learn_temperature", False)),
-        codebook_init_mode=config.get("codebook_init_mode", "fan_out"),
-        dtype=config.get("dtype_policy"),
-    )
+    name = config.get("model", DEFAULT_MODEL)
+    if name not in MODELS:
+        raise ValueError(f"`model` must be one of {sorted(MODELS)}. Received: model={name!r}")
+    extra = {}
+    if name == "patch":
+        extra = dict(zip(FOLLOWS_IMAGE_SIZE, resolve_patch_geometry(config)))
+    return MODELS[name](config, num_labels=num_labels, label_names=label_names, loss_state=loss_state,
+                        dtype=policy, **extra)
 
 
 def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, model=None):
+    """`make_optimizer` with the recipe's optimizer keys (`OPTIMIZER`); the others keep their defaults."""
+    return OPTIMIZER(config, steps_per_epoch=steps_per_epoch, loss=loss, lr_decay_steps=lr_decay_steps, model=model)
+
+
+def make_optimizer(steps_per_epoch, learning_rate, lr_decay_epochs, lr_decay_rate, weight_decay,
+                   optimizer="lamb", head_lr_multiplier=1.0, loss=None, lr_decay_steps=None, model=None):
     """LAMB (or Adam) whose learning rate is multiplied by `lr_decay_rate` every `lr_decay_epochs`.
 
     The paper (sec. 4.1.2): LAMB, lr 1e-3 halved every 5 epochs, weight decay
@@ -203,35 +238,39 @@ def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, mod
     train at that multiple of the learning rate (the peers: Adam at 1e-5, the
     last layer at 1e-4).
     """
-    if config.get("optimizer", "lamb") not in OPTIMIZERS:
-        raise ValueError(
-            f"Unknown optimizer. Expected one of {sorted(OPTIMIZERS)}. Received: optimizer={config['optimizer']!r}"
-        )
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer. Expected one of {sorted(OPTIMIZERS)}. Received: optimizer={optimizer!r}")
     if lr_decay_steps is None:
-        lr_decay_steps = int(config["lr_decay_epochs"] * steps_per_epoch)
+        lr_decay_steps = int(lr_decay_epochs * steps_per_epoch)
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        config["learning_rate"],
+        learning_rate,
         decay_steps=max(1, int(lr_decay_steps)),
-        decay_rate=config["lr_decay_rate"],
+        decay_rate=lr_decay_rate,
         staircase=True,
     )
-    optimizer_class = OPTIMIZERS[config.get("optimizer", "lamb")]
+    optimizer_class = OPTIMIZERS[optimizer]
     loss_multipliers = dict(getattr(loss, "learning_rate_multipliers", {}))
     multipliers = dict(loss_multipliers)
-    head_multiplier = config.get("head_lr_multiplier", 1.0)
-    if head_multiplier != 1.0:
+    if head_lr_multiplier != 1.0:
         if model is None:
             raise ValueError(
                 "`head_lr_multiplier` needs the model whose head it speeds up. "
-                f"Received: head_lr_multiplier={head_multiplier}, model=None"
+                f"Received: head_lr_multiplier={head_lr_multiplier}, model=None"
             )
         for layer in model.head_layers():
-            multipliers.update({variable.path: head_multiplier for variable in layer.trainable_variables})
+            multipliers.update({variable.path: head_lr_multiplier for variable in layer.trainable_variables})
     # A loss's own tables (ROLE's estimates) take Adam's step under LAMB, not one scaled by the table's norm.
     adaptation = {"layer_adaptation_excluded_names": list(loss_multipliers)} if optimizer_class is Lamb else {}
-    optimizer = optimizer_class(
-        schedule, weight_decay=config["weight_decay"] or None, learning_rate_multipliers=multipliers, **adaptation
+    built = optimizer_class(
+        schedule, weight_decay=weight_decay or None, learning_rate_multipliers=multipliers, **adaptation
     )
     if loss_multipliers:  # a loss's own tables (ROLE's estimates) are not decayed
-        optimizer.exclude_from_weight_decay(var_names=list(loss_multipliers))
-    return optimizer
+        built.exclude_from_weight_decay(var_names=list(loss_multipliers))
+    return built
+
+
+# The optimizer keys of a recipe, named like `make_optimizer`'s arguments.
+OPTIMIZER = Configured(make_optimizer, same_names(
+    "learning_rate", "lr_decay_epochs", "lr_decay_rate", "weight_decay", "optimizer", "head_lr_multiplier"))
+# Every model key with its default (from the models' signatures; `patch_size` and `stride`: None).
+MODEL_DEFAULTS = _model_defaults()
