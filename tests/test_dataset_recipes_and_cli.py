@@ -14,6 +14,9 @@ from patchpu_keras import PatchPUClassifier
 from patchpu_keras.data import load_index
 from patchpu_keras.data.voc import CLASS_NAMES as VOC_CLASSES
 from patchpu_keras.metrics import mean_average_precision_score
+from patchpu_keras.training.builders import resolve_patch_geometry
+from patchpu_keras.training.settings import check_settings
+from recipes._table import OWN_SETTING, PATCH_PAPER
 
 # The paper's recipes shrunk to seconds: 32x32 images, 16x16 patches, 2 levels, F = 16.
 TINY_PAPER = ["image_size=32", "patch_size=16", "stride=16", "num_resolutions=2", "embedding_dim=16",
@@ -44,15 +47,16 @@ def _train(recipe, data_dir, out, *assignments, source=None):
     ("custom_wn", "custom", "weak_negative", "observed", None),
 ])
 def test_dataset_recipes_hold_the_papers_settings(name, dataset, loss, regime, reported):
-    config = recipes.load(name)
+    config = check_settings(recipes.load(name))
     # Own data: the learning rate chosen by bench/schedule_study.py (docs/recipes.md).
     expected = {**PAPER, "learning_rate": 5e-3} if dataset == "custom" else PAPER
     assert {key: config[key] for key in PAPER} == expected
     assert (config["dataset"], config["loss"], config["regime"]) == (dataset, loss, regime)
-    doc = recipes._module(name).__doc__
-    assert f"python cli.py train --recipe {name} --data-dir" in doc and "VISAPP 2023" in doc and "4.1.2" in doc
     if reported:
-        assert f"mAP {reported}" in recipes.summary(name)
+        row = recipes.row(name)
+        assert (row.reported[0].map, row.reported[0].source, row.measured_on) == (
+            float(reported), PATCH_PAPER, OWN_SETTING)
+        assert f"(reported mAP {reported})." in recipes.summary(name)
 
 
 # The demo recipe's own values (recipes/demo.py): the paper's structure at 112x112.
@@ -68,11 +72,10 @@ def test_demo_recipe_holds_its_values_and_builds_the_215842_parameter_model():
     from patchpu_keras.training import build_model
 
     config = recipes.load("demo")
-    assert {key: config[key] for key in DEMO} == DEMO
+    assert {key: check_settings(config)[key] for key in DEMO} == DEMO
     model = build_model(config, num_labels=10)
     # docs/architecture.md and docs/benchmarks.md quote 215,842 and 16 + 4 + 1 patches.
     assert model.count_params() == 215_842 and model.num_patches == 21
-    assert "python cli.py train --recipe demo" in recipes._module("demo").__doc__
 
 
 def test_data_summary_prints_counts_regimes_and_every_skipped_file(tmp_path):
@@ -113,6 +116,75 @@ def test_missing_data_dir_says_which_file_and_where_to_get_it(tmp_path, command)
     assert result.exit_code != 0 and "No --data-dir given" in result.output
     assert "VOCtrainval_11-May-2012.tar" in result.output
     assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
+
+
+# Each bad setting, and words its one-line error must hold (the key, the value, what works).
+BAD_SETTINGS = [
+    (["batch_size=0"], ["batch_size=0", "whole number > 0", "--set batch_size=16"]),
+    (["image_size=-5"], ["image_size=-5", "whole number > 0"]),
+    (["epochs=0"], ["epochs=0", "whole number > 0"]),
+    (["learning_rate=0"], ["learning_rate=0", "number > 0"]),
+    (["image_size=abc"], ["image_size", "expects a int", "image_size=abc"]),
+    (["patch_size=big"], ["patch_size='big'", "whole number > 0"]),
+    (["patch_size=16", "stride=64"], ["stride=64", "larger than patch_size=16", "--set stride=16"]),
+    (["patch_size=48"], ["patch_size=48", "uncovered", "image_size - patch_size = 592"]),
+    (["patch_size=256"], ["patch_size=256", "[640, 320, 160]", "patch_size <= 160"]),
+    (["image_size=64", "num_resolutions=3", "patch_size=32"], ["patch_size=32", "[64, 32, 16]"]),
+    (["los=role"], ["Unknown recipe key 'los'", "Did you mean 'loss'?"]),
+    (["loss=rol"], ["loss='rol'", "Did you mean 'role'?"]),
+    (["model=cnn"], ["model='cnn'", "'cam', 'patch'"]),
+    (["loss=role", "expected_positives=none"], ["'expected_positives'", "--set expected_positives=VALUE"]),
+]
+
+
+@pytest.mark.parametrize("assignments, words", BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_naming_the_key_before_any_data_is_read(assignments, words, tmp_path):
+    # voc_wn without --data-dir: reading data would fail with "No --data-dir given".
+    out = tmp_path / "run"
+    for command in (["train", "--out", str(out)], ["data", "summary"]):
+        result = CliRunner().invoke(cli, command + ["--recipe", "voc_wn"] + _sets(assignments))
+        assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+        for word in words:
+            assert word in lines[0], (word, lines[0])
+        assert "No --data-dir given" not in result.output and not out.exists()
+
+
+def test_unknown_recipes_get_a_suggestion():
+    result = CliRunner().invoke(cli, ["train", "--recipe", "voc_wm"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1
+    assert "Unknown recipe. Did you mean 'voc_wn'?" in lines[0] and "recipe='voc_wm'" in lines[0]
+
+
+@pytest.mark.parametrize("image_size", [96, 224, 320, 448, 1000])
+def test_image_size_alone_works_on_every_recipe_and_patches_tile_the_image(image_size):
+    """Without patch_size and stride, they follow image_size: the paper's 64 / 640, tiling every level.
+
+    The demo's patches are one Fashion-MNIST item wide (28 px) at any canvas size, so its
+    image_size must hold 28 px patches at every level (224, 448, ...)."""
+    for name in recipes.names():
+        if name == "demo" and image_size % 112:
+            with pytest.raises(ValueError, match=r"patch_size=28 .*Received: patch_size=28"):
+                check_settings(recipes.apply_overrides(recipes.load(name), [f"image_size={image_size}"]))
+            continue
+        config = check_settings(recipes.apply_overrides(recipes.load(name), [f"image_size={image_size}"]))
+        if config["model"] != "patch":
+            continue
+        patch, stride = config["patch_size"], config["stride"]
+        levels = [image_size // config["downsample_factor"] ** level for level in range(config["num_resolutions"])]
+        assert image_size % patch == 0 and stride == patch and min(levels) >= patch, (name, patch, levels)
+        if recipes.load(name)["patch_size"] is None:  # follows the image: close to a tenth of it
+            assert abs(patch - image_size / 10) <= image_size / 10 * 0.5, (name, patch)
+        else:  # the demo's patches are one item wide, whatever the canvas
+            assert patch == recipes.load(name)["patch_size"]
+    # The paper's own size gives the paper's 64x64 patches; an explicit patch_size is kept,
+    # and a stride left unset follows it.
+    assert resolve_patch_geometry(check_settings(recipes.load("voc_wn"))) == (64, 64)
+    assert resolve_patch_geometry(recipes.apply_overrides(recipes.load("voc_wn"), ["image_size=224"])) == (28, 28)
+    assert resolve_patch_geometry(recipes.apply_overrides(recipes.load("voc_wn"), ["patch_size=32"])) == (32, 32)
+    assert resolve_patch_geometry(recipes.apply_overrides(recipes.load("demo"), ["patch_size=14"])) == (14, 14)
 
 
 @pytest.mark.large
