@@ -146,11 +146,12 @@ def training_budget(config, num_train):
     return TrainingBudget(epochs, steps_per_epoch, max(1, lr_decay_steps))
 
 
-def build_model(config, num_labels, label_names=None, loss_state=None):
+def build_model(config, num_labels, label_names=None):
     """The recipe's model: `PatchPUClassifier`, or `CAMClassifier` when `model="cam"`.
 
     `dtype_policy` (None: float32) is the model's Keras dtype policy; with
     "mixed_float16", `compile` wraps the optimizer in Keras' `LossScaleOptimizer`.
+    A stateful loss's state is not part of the model (`TrainingModel`).
     """
     policy = config.get("dtype_policy")
     if policy not in DTYPE_POLICIES:
@@ -158,19 +159,18 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
             f"`dtype_policy` must be one of {list(DTYPE_POLICIES)}. Received: dtype_policy={policy!r}"
         )
     if config.get("model", "patch") == "cam":
-        return CAMClassifier(
+        return CAMClassifier.create(
             num_labels,
             backbone=config["backbone"],
             image_size=config["image_size"],
             boost_lu_alpha=config.get("boost_lu_alpha"),
             label_names=label_names,
-            loss_state=loss_state,
             backbone_weights=config.get("backbone_weights"),
             dtype=config.get("dtype_policy"),
         )
     if config.get("model", "patch") != "patch":
         raise ValueError(f"`model` must be 'patch' or 'cam'. Received: model={config['model']!r}")
-    return PatchPUClassifier(
+    return PatchPUClassifier.create(
         num_labels,
         image_size=config["image_size"],
         patch_size=config["patch_size"],
@@ -182,7 +182,6 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
         max_patches_per_resolution=config.get("max_patches_per_resolution"),
         label_names=label_names,
         seed=config["seed"],
-        loss_state=loss_state,
         embedder_weights=config.get("embedder_weights"),
         rematerialize_embedder=bool(config.get("rematerialize_embedder", False)),
         attention_score_scale=float(config.get("attention_score_scale", 1.0)),
