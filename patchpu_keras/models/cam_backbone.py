@@ -4,6 +4,7 @@ import keras
 from keras import layers
 
 from patchpu_keras.layers import ImagePreprocessing
+from patchpu_keras.layers.image_preprocessing import check_scaling
 from patchpu_keras.models import pretrained
 from patchpu_keras.models.multi_label_model import policy_scope
 
@@ -86,6 +87,7 @@ class CAMBackbone(keras.Model):
         self.architecture = architecture
         self.image_size = int(image_size)
         self.preprocessing = preprocessing or ("caffe" if backbone_weights is not None else "unit")
+        check_scaling(self.preprocessing, "preprocessing")
         self.backbone_weights = backbone_weights
         # === Layers ===
         with policy_scope(self):

@@ -92,6 +92,17 @@ def multi_label_metrics(model, num_labels, x, y, y_pred, sample_weight=None):
     return {metric.name: metric.result() for metric in model.metrics if metric.name == "loss"}
 
 
+def flat_config_error(cls, config):
+    """The error for a config saved before the backbone and the task were split, saying what to do."""
+    return ValueError(
+        f"This {cls.__name__} config was saved before models were split into a backbone and a task "
+        "(its arguments are flat, without a backbone config). Load its .keras file with "
+        "`patchpu_keras.models.load_model(path)`, which maps the config and the weights onto the new "
+        f"model (and drops the training run's loss_state), or build the model with "
+        f"`{cls.__name__}.from_flat_config(config)`. Received: config keys={sorted(config)}"
+    )
+
+
 class MultiLabelModel(keras.Model):
     """What every patchpu-keras task shares: a backbone, labels, thresholds, losses, metrics.
 

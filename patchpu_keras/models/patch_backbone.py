@@ -3,6 +3,7 @@ import os
 import keras
 
 from patchpu_keras.layers import ImagePreprocessing, MultiResolutionPatches, PatchEmbedder
+from patchpu_keras.layers.image_preprocessing import check_scaling
 from patchpu_keras.models import pretrained
 from patchpu_keras.models.multi_label_model import policy_scope
 
@@ -110,6 +111,7 @@ class PatchBackbone(keras.Model):
         self.max_patches_per_resolution = max_patches_per_resolution
         self.seed = seed
         self.preprocessing = preprocessing or "unit"
+        check_scaling(self.preprocessing, "preprocessing")
         self.embedder_weights = embedder_weights
         self.folded_batch_norm = bool(folded_batch_norm)
         self.rematerialize_embedder = bool(rematerialize_embedder)

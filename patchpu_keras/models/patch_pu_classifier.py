@@ -2,7 +2,7 @@ import keras
 
 from patchpu_keras.layers import LabelCodebookAttention, SoftmaxLabelClassifier
 from patchpu_keras.layers.label_codebook_attention import PAPER_EXACT
-from patchpu_keras.models.multi_label_model import MultiLabelModel, float32_outputs, policy_scope
+from patchpu_keras.models.multi_label_model import MultiLabelModel, flat_config_error, float32_outputs, policy_scope
 from patchpu_keras.models.patch_backbone import PatchBackbone
 
 # Arguments of the task (the head); every other argument of `create` goes to the backbone.
@@ -199,7 +199,7 @@ class PatchPUClassifier(MultiLabelModel):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         if not isinstance(config.get("backbone"), dict):
-            return cls.from_flat_config(config)
+            raise flat_config_error(cls, config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"], custom_objects=custom_objects)
         return cls(**config)
 
@@ -210,7 +210,7 @@ class PatchPUClassifier(MultiLabelModel):
         Those configs list every argument flat, with the training run's
         `loss_state`, which is dropped (an inference model holds weights
         only). `patchpu_keras.models.load_model` loads such files, weights
-        included.
+        included; `from_config` refuses them, saying so.
         """
         # A model saved before the attention arguments existed is the paper-exact one.
         legacy = {
