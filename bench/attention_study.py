@@ -94,8 +94,8 @@ def train(variant, seed, out, images, assignments):
     out = out or os.path.join(OUT_ROOT, f"{variant}{suffix}-seed{seed}")
     build_model = training.build_model
 
-    def build_variant(config, num_labels, label_names=None, loss_state=None):
-        model = build_model(config, num_labels, label_names=label_names, loss_state=loss_state)
+    def build_variant(config, num_labels, label_names=None):
+        model = build_model(config, num_labels, label_names=label_names)
         return PatchPUClassifier.from_config({**model.get_config(), **VARIANTS[variant]})
 
     # `train` builds its model through the module's `build_model`.
@@ -158,7 +158,7 @@ def diagnose(run_dir, images):
     outputs = model.predict(x, batch_size=16, verbose=0)
     attention = np.asarray(outputs["attention"])
     embeddings = np.asarray(outputs["label_embeddings"])
-    boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
+    boxes, levels = model.backbone.patches.patch_boxes(model.image_size, model.image_size)
     objects = (data["boxes"][:images], data["item_classes"][:images])
     for level in sorted(set(levels.tolist())):
         mass = attention[..., levels == level].sum(-1)
@@ -182,7 +182,7 @@ def diagnose(run_dir, images):
     click.echo(f"share of a present label's level-0 attention on its own patches: {np.mean(own_share):.3f}")
     patch_embeddings = np.concatenate([
         keras.ops.convert_to_numpy(
-            model.embedder(model.patches(model.prepare_images(x[i:i + 50]), training=False), training=False)
+            model.backbone(x[i:i + 50], training=False)
         )
         for i in range(0, images, 50)
     ])
@@ -226,7 +226,7 @@ def _evaluate(run_dir, images, variant):
     mosaics = recipe_mosaics(config, num_test=images)
     observed = _single_positives(run_dir, config, mosaics["train"])[:images]
     model = load_model(os.path.join(run_dir, "model.keras"))
-    boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
+    boxes, levels = model.backbone.patches.patch_boxes(model.image_size, model.image_size)
     result = {
         "run": run_dir, "variant": variant, "loss": config["loss"], "images": images,
         "test_map": report.get("map"),
@@ -266,8 +266,7 @@ def _evaluate(run_dir, images, variant):
 def _score_scale(model, images):
     """Codebook and patch embedding norms and the spread of eq. (1)'s scores."""
     layer = model.attention
-    patches = model.patches(model.prepare_images(images), training=False)
-    embeddings = keras.ops.convert_to_numpy(model.embedder(patches, training=False))
+    embeddings = keras.ops.convert_to_numpy(model.backbone(images, training=False))
     codebooks = keras.ops.convert_to_numpy(layer.label_codebooks)
     temperature = (
         float(keras.ops.convert_to_numpy(layer.temperature)) if layer.temperature is not None else None

@@ -14,7 +14,7 @@ folded", unless `--no-folded`), its training with the embedder's activations
 rematerialised (`rematerialize_embedder=True`: only the stem's and blocks'
 inputs are kept for the backward pass, which recomputes the rest; rows "patch
 ... remat", unless `--no-remat`) and
-`CAMClassifier(backbone="resnet50")` at `--resnet-size`, L = `--num-labels`,
+`CAMClassifier.create(backbone="resnet50")` at `--resnet-size`, L = `--num-labels`,
 LAMB (1e-3, weight decay 1e-4), weak negative loss for the patch model and
 assume negative for CAM (the loss is a negligible part of a step). Inputs are
 uniform random pixels with one observed positive per image.
@@ -69,14 +69,14 @@ def build(name, image_size, num_labels):
     from patchpu_keras.models.patch_pu_classifier import PatchPUClassifier
 
     if name in ("patch", "patch_folded", "patch_remat"):
-        model = PatchPUClassifier(
+        model = PatchPUClassifier.create(
             num_labels, image_size=image_size, seed=0, rematerialize_embedder=name == "patch_remat"
         )
         loss = losses.WeakNegative()
         if name == "patch_folded":
             model = model.fold_batch_norm()
     else:
-        model = CAMClassifier(num_labels, backbone="resnet50", image_size=image_size)
+        model = CAMClassifier.create(num_labels, backbone="resnet50", image_size=image_size)
         loss = losses.AssumeNegative()
     return model, loss
 

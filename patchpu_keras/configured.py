@@ -26,15 +26,27 @@ class Configured(typing.NamedTuple):
             (`em_alpha` -> `alpha`).
         from_recipe: dict, recipe key -> argument, for keys the rest of the
             recipe owns (`seed`, `epochs`): passed on, their defaults not taken.
+        declared_in: callables whose signatures declare the defaults, first
+            match wins, before `target`'s own (a builder such as
+            `PatchPUClassifier.create` passes its keywords on to the backbone
+            and the task, which declare them).
     """
 
     target: typing.Callable
     keys: dict
     from_recipe: dict = {}
+    declared_in: tuple = ()
+
+    def _parameters(self):
+        parameters = {}
+        for source in (*self.declared_in, self.target):
+            for name, parameter in inspect.signature(source).parameters.items():
+                parameters.setdefault(name, parameter)
+        return parameters
 
     def defaults(self):
-        """`{recipe key: default}` of `keys`, from `target`'s signature (None where it has none)."""
-        parameters = inspect.signature(self.target).parameters
+        """`{recipe key: default}` of `keys`, from the declaring signatures (None where there is none)."""
+        parameters = self._parameters()
         return {
             key: None if parameters[argument].default is inspect.Parameter.empty else parameters[argument].default
             for key, argument in self.keys.items()
@@ -42,7 +54,7 @@ class Configured(typing.NamedTuple):
 
     def required(self):
         """Recipe keys of `keys` whose argument has no default."""
-        parameters = inspect.signature(self.target).parameters
+        parameters = self._parameters()
         return tuple(key for key, argument in self.keys.items()
                      if parameters[argument].default is inspect.Parameter.empty)
 

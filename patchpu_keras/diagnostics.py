@@ -49,7 +49,7 @@ def localization(model, outputs, full_labels, objects=None, level=0):
         entropy = attention_entropy(outputs["attention"], full_labels)
         result.update(attention_entropy_present=entropy["present"], attention_entropy_absent=entropy["absent"])
         if objects is not None:
-            boxes, levels = model.patches.patch_boxes(model.image_size, model.image_size)
+            boxes, levels = model.backbone.patches.patch_boxes(model.image_size, model.image_size)
             peaks = attention_peak_boxes(outputs["attention"], boxes, levels, level=level)
     elif outputs.get("cam") is not None and objects is not None:
         peaks = activation_peak_boxes(outputs["cam"], model.image_size)

@@ -230,7 +230,7 @@ def explanation_figure(model, image, outputs, top_k=3, level=0, panel_size=PANEL
         image = _display_image(image, panel_size)
         height, width = image.shape[:2]
         size = model.image_size
-        boxes, levels = model.patches.patch_boxes(size, size)
+        boxes, levels = model.backbone.patches.patch_boxes(size, size)
         # Patches are cut from the image resized to image_size x image_size.
         boxes = np.asarray(boxes) * np.array([height, width, height, width]) / size
         available = sorted(set(np.asarray(levels).tolist()))  # Python ints, not np.int32(...) in the message

@@ -94,3 +94,24 @@ def check_images(images, source="images"):
 def observed_from_full(full_labels):
     """Fully observed labels: +1 for positives, -1 for negatives."""
     return 2 * np.asarray(full_labels, dtype="float32") - 1
+
+
+def check_arrays(images, targets, num_labels, where):
+    """Checks in-memory images and targets (numpy arrays; anything else is left to its pipeline).
+
+    Args:
+        images: images, checked by `check_images` when a numpy array.
+        targets: None, observed labels, or a dict of `LABEL_KEYS` (`index` is not checked).
+        num_labels: int, L.
+        where: str, what the arrays were given to (`"fit"`), named in the error.
+    """
+    if isinstance(images, np.ndarray):
+        check_images(images, f"{where}: images")
+    targets = targets if isinstance(targets, dict) else {OBSERVED_LABELS: targets}
+    for key, value in targets.items():
+        if not isinstance(value, np.ndarray) or key == INDEX:
+            continue
+        if key == FULL_LABELS:
+            check_full_labels(value, num_labels, f"{where}: {key}")
+        else:
+            check_observed_labels(value, num_labels, f"{where}: {key}")

@@ -28,7 +28,7 @@ def _seed():
 @pytest.fixture
 def tiny_model():
     def make(num_labels=4, **overrides):
-        return PatchPUClassifier(num_labels, **{**TINY, **overrides})
+        return PatchPUClassifier.create(num_labels, **{**TINY, **overrides})
 
     return make
 

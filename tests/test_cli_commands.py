@@ -165,7 +165,7 @@ def test_evaluate_a_model_on_voc_data_on_disk(tmp_path, tiny_model):
         boxes.append(np.array([[(y0 - 1) / 72 * 32, (x0 - 1) / 96 * 32, y1 / 72 * 32, x1 / 96 * 32]
                                for x0, y0, x1, y1 in pixel_boxes]))
         classes.append(np.array([VOC_CLASSES.index(name) for name, _ in objects]))
-    patch_boxes, levels = model.patches.patch_boxes(32, 32)
+    patch_boxes, levels = model.backbone.patches.patch_boxes(32, 32)
     peaks = attention_peak_boxes(np.asarray(outputs["attention"]), patch_boxes, levels)
     found = metrics["localization"]
     assert found["objects_known"] and found["pointing"] == pytest.approx(pointing_score(peaks, boxes, classes, full))

@@ -128,7 +128,7 @@ def test_evaluate_refuses_a_model_with_other_labels(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="The model's labels differ from the dataset's"):
         evaluate(model, TINY_DEMO, tmp_path, verbose=0)
     with pytest.raises(ValueError, match="differ"):
-        evaluate(PatchPUClassifier(3, image_size=32, patch_size=16, num_resolutions=1), TINY_DEMO, tmp_path, verbose=0)
+        evaluate(PatchPUClassifier.create(3, image_size=32, patch_size=16, num_resolutions=1), TINY_DEMO, tmp_path, verbose=0)
 
 
 def test_config_differences_flag_data_settings_of_the_run(tmp_path):
@@ -165,7 +165,7 @@ def test_evaluate_localization_points_with_the_models_attention_on_the_mosaics_i
     report = evaluate(trained_model, TINY_DEMO, tmp_path / "eval", batch_size=8, verbose=0, localization=True)
     images, full = held_out_arrays(TINY_DEMO)
     attention = np.asarray(trained_model.predict(images.astype("float32"), verbose=0)["attention"])
-    boxes, levels = trained_model.patches.patch_boxes(trained_model.image_size, trained_model.image_size)
+    boxes, levels = trained_model.backbone.patches.patch_boxes(trained_model.image_size, trained_model.image_size)
     objects = load_data(TINY_DEMO, splits=("test",)).test_objects
     expected = pointing_score(attention_peak_boxes(attention, boxes, levels), objects[0], objects[1], full)
     found = report["localization"]

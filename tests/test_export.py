@@ -89,7 +89,7 @@ def test_a_float32_patch_model_is_exported_with_its_batch_norms_folded(saved_mod
     import tensorflow as tf
 
     # The probabilities are those of the unfolded model (the tests above); the variables show the fold.
-    assert model.compute_dtype == "float32" and not model.folded_batch_norm
+    assert model.compute_dtype == "float32" and not model.backbone.folded_batch_norm
     names = {variable.name for variable in tf.saved_model.load(str(saved_model_dir)).variables}
     assert {"embedder/stem_conv/bias:0", "embedder/block3b/dwconv/bias:0"} <= names
     assert not any("moving_mean" in name or "moving_variance" in name for name in names)
@@ -178,7 +178,7 @@ def test_a_cam_models_exports_serve_its_probabilities_to_the_clean_clients(image
     from patchpu_keras.models import CAMClassifier
     from tests.helpers.train_on_backend import calibrate_batch_norms
 
-    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    model = CAMClassifier.create(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
     resized = [keras.ops.convert_to_numpy(keras.ops.image.resize(image.astype("float32"), (32, 32))) for image in decoded.values()]
     calibrate_batch_norms(model, np.stack(resized))  # scores that differ between images
     model.save(tmp_path / "cam.keras")  # exported from the file: on JAX and PyTorch, by the TF subprocess
@@ -207,7 +207,7 @@ def test_an_export_that_fails_its_self_check_is_not_written(monkeypatch, tmp_pat
     from patchpu_keras import export
     from patchpu_keras.models import CAMClassifier
 
-    model = CAMClassifier(3, backbone="tiny", image_size=32)
+    model = CAMClassifier.create(3, backbone="tiny", image_size=32)
     reference = export._reference
     # The artifact is checked against the model on a synthetic image: shift the model's side.
     monkeypatch.setattr(export, "_reference", lambda model, image: reference(model, image) + 1e-4)

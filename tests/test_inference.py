@@ -118,7 +118,7 @@ def test_patches_are_tinted_where_the_attention_is(tiny_model):
 
 
 def test_class_activation_maps_are_upsampled_over_the_image():
-    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    model = CAMClassifier.create(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
     image = np.full((64, 64, 3), 128, np.uint8)
     cam = np.full((4, 4, 3), -1.0, np.float32)  # negative evidence is not drawn
     cam[2:, 2:, 1] = 3.0  # label "b": bottom-right quarter
@@ -132,7 +132,7 @@ def test_class_activation_maps_are_upsampled_over_the_image():
 
 
 def test_explain_and_predict_files_work_for_a_saved_cam_model(image_files, tmp_path):
-    CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"]).save(tmp_path / "cam.keras")
+    CAMClassifier.create(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"]).save(tmp_path / "cam.keras")
     model = load_model(tmp_path / "cam.keras")
     (record,) = explain_files(model, [image_files["chelsea.png"]], tmp_path / "out", top_k=3)
     assert Image.open(record["figure"]).size == (3 * PANEL_SIZE, PANEL_SIZE + CAPTION_HEIGHT)

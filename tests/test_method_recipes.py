@@ -4,7 +4,7 @@ import pytest
 
 import recipes
 from patchpu_keras import CAMClassifier, PatchPUClassifier, losses
-from patchpu_keras.models import cam_classifier
+from patchpu_keras.models import cam_backbone
 from patchpu_keras.training import build_loss, build_model
 from recipes._table import OWN_SETTING, PRETRAINED_RESNET50
 from tests.configs import TINY_PAPER as SHRUNK
@@ -67,13 +67,13 @@ def test_method_recipe_builds_its_loss_and_model(prefix, method, monkeypatch):
         backbones.append((name, image_size, weights))
         return original_backbone("tiny", image_size)
 
-    original_backbone = cam_classifier.build_backbone
-    monkeypatch.setattr(cam_classifier, "build_backbone", record_backbone)
+    original_backbone = cam_backbone.feature_extractor
+    monkeypatch.setattr(cam_backbone, "feature_extractor", record_backbone)
     built = build_model({**config, **SHRUNK}, num_labels=3)
     assert isinstance(built, CAMClassifier if model == "cam" else PatchPUClassifier)
     if model == "cam":
         assert backbones == [("resnet50", SHRUNK["image_size"], config["backbone_weights"])]
-        assert built.boost_lu_alpha == alpha and built.backbone_name == "resnet50"
+        assert built.boost_lu_alpha == alpha and built.backbone.architecture == "resnet50"
     else:
         assert backbones == []
 

@@ -2,8 +2,9 @@
 
 Each loss is a pure function returning the batch's scalar loss (mean over batch
 and labels, logs clipped at 1e-7) plus a `keras.losses.Loss` class. Losses with
-per-image or per-epoch state (`StatefulLoss`) keep it in the model's
-`LossState`. `LOSSES` (in `registry`) is the table of names recipes use.
+per-image or per-epoch state (`StatefulLoss`) keep it in a `LossState` that
+belongs to the training run (`patchpu_keras.models.TrainingModel`), not to the
+model. `LOSSES` (in `registry`) is the table of names recipes use.
 """
 
 from patchpu_keras.losses.assume_negative import AssumeNegative, assume_negative
@@ -25,6 +26,7 @@ from patchpu_keras.losses.generalized_robust import (
 )
 from patchpu_keras.losses.large_loss import LargeLoss, large_loss, large_loss_selection
 from patchpu_keras.losses.loss_state import LossState
+from patchpu_keras.losses.loss_state_callback import LossStateCallback
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
 from patchpu_keras.losses.registry import LOSSES, build_loss
 from patchpu_keras.losses.role import ROLE, role
@@ -47,6 +49,7 @@ __all__ = [
     "LOSSES",
     "LargeLoss",
     "LossState",
+    "LossStateCallback",
     "ObservedLabelLoss",
     "ROLE",
     "StatefulLoss",

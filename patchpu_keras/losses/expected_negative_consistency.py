@@ -50,7 +50,7 @@ def expected_negative_consistency(y_observed, probabilities, averages, threshold
 class ExpectedNegativeConsistency(StatefulLoss):
     """EN + CL with per-image exponential moving averages of the predictions.
 
-    The averages live in the model's `LossState` (saved with it). They start
+    The averages live in the run's `LossState` (saved in its checkpoint). They start
     at 1 for observed positives and 0 elsewhere, so training starts like
     assume-negative and releases the unknowns whose averaged prediction rises
     above `threshold`; after each batch, `average = momentum * average +

@@ -103,7 +103,7 @@ class GeneralizedRobust(StatefulLoss):
     """GR-Loss with its epoch schedules of `K` and `V`.
 
     The schedules interpolate linearly between a start and an end value over
-    `num_epochs`, from the epoch counter of the model's `LossState` (0-based,
+    `num_epochs`, from the epoch counter of the run's `LossState` (0-based,
     set by `fit`), so a resumed or reloaded model continues where it was. With
     `e` the epoch and `T = num_epochs`, as in the authors' training script
     (which counts epochs from 1):
@@ -130,9 +130,10 @@ class GeneralizedRobust(StatefulLoss):
     Example:
     ```python
     loss = GeneralizedRobust(num_epochs=8)
-    model = CAMClassifier(20, loss_state=loss.make_state(observed_labels))
-    model.compile(optimizer="adam", loss=loss)
-    model.fit(dataset, epochs=8)
+    state = loss.make_state(observed_labels)
+    trainer = TrainingModel(CAMClassifier.create(20), state)
+    trainer.compile(optimizer="adam", loss=loss)
+    trainer.fit(dataset, epochs=8, callbacks=[LossStateCallback(loss, state)])
     ```
 
     Reference:

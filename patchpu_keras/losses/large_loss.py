@@ -78,7 +78,7 @@ def _large_loss_terms(y_observed, probabilities, rejection_rate, mode):
 class LargeLoss(StatefulLoss):
     """LL-R / LL-Ct / LL-Cp: reject or correct the unknowns with the largest losses.
 
-    In epoch e (0-based, from the model's `LossState`) a share `rate(e)` of each
+    In epoch e (0-based, from the run's `LossState`) a share `rate(e)` of each
     batch's entries is selected (`large_loss_selection`); nothing is selected
     in the first epoch. LL-R and LL-Ct grow the share every epoch,
     `rate(e) = min(delta_rel * e, 1)`, as they are published. LL-Cp selects a

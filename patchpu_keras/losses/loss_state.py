@@ -4,14 +4,15 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="patchpu_keras")
 class LossState(keras.layers.Layer):
-    """Per-image and per-epoch state of a stateful loss, saved with the model.
+    """Per-image and per-epoch state of a stateful loss, kept with the training run.
 
     Holds an `epoch` counter and named `(num_images, num_labels)` tables (label
     estimates, stored observed labels, moving averages...). It is a layer of
-    the model (`PatchPUClassifier(loss_state=...)`), so its variables are saved
-    in the `.keras` file and restored with it; trainable tables are trained by
-    the model's optimizer. Rows are addressed by the `index` the input pipeline
-    carries with every training image.
+    the run's `patchpu_keras.models.TrainingModel(model, loss_state)`, not of
+    the model: its variables are saved in the run's checkpoint
+    (`save_weights`), never in the model's `.keras` file; trainable tables are
+    trained by the run's optimizer. Rows are addressed by the `index` the
+    input pipeline carries with every training image.
 
     Args:
         num_images: int, training images (rows of every table).

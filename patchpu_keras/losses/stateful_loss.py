@@ -11,11 +11,11 @@ class StatefulLoss(ObservedLabelLoss):
 
     A stateful loss declares its tables (`state_tables`, `name -> trainable`),
     builds a `LossState` for the training set with `make_state(observed_labels)`
-    (the model takes it as `loss_state=`), computes the training loss with
-    `compute(labels, outputs, state)` (which may write to the state, the same
-    code on every backend), and may update the state eagerly at the end of an
-    epoch in `on_epoch_end(state, epoch)`. The model's `fit` adds the callback
-    that sets `state.epoch` and calls that hook.
+    (the training run holds it: `TrainingModel(model, state)`), computes the
+    training loss with `compute(labels, outputs, state)` (which may write to
+    the state, the same code on every backend), and may update the state
+    eagerly at the end of an epoch in `on_epoch_end(state, epoch)`, which
+    `LossStateCallback(loss, state)` calls (it also sets `state.epoch`).
 
     Validation batches index another set of images, so they never touch the
     state: `validation_terms` (assume negative by default) is used instead.

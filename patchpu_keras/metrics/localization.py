@@ -21,7 +21,7 @@ def attention_peak_boxes(attention, patch_boxes, patch_levels, level=0):
         attention: `(n, num_labels, num_patches)` attention weights (the patch
             model's `attention` output).
         patch_boxes: `(num_patches, 4)` boxes of the patches
-            (`model.patches.patch_boxes(image_size, image_size)[0]`).
+            (`model.backbone.patches.patch_boxes(image_size, image_size)[0]`).
         patch_levels: `(num_patches,)` level of every patch.
         level: int, the level searched; 0 is the finest.
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 import zipfile
 
 import keras
@@ -26,6 +27,11 @@ def load_model(path):
     loaded without its optimizer (`compile=False`): evaluation, explanation,
     prediction and export only need the weights and the config, which includes
     the label names.
+
+    Files saved before the backbone and the task were split (a flat config,
+    with the training run's `loss_state`) load too: the config is mapped onto
+    a backbone and a task (`from_flat_config`), the weights onto their new
+    places, and the loss state is dropped.
 
     Args:
         path: str or path-like, a `.keras` file written by `model.save` (or by
@@ -67,7 +73,10 @@ def load_model(path):
             f"Received: path={path!r}"
         )
     try:
-        model = keras.models.load_model(path, compile=False)
+        if _is_flat(config):
+            model = _load_flat(path, config, registered_name)
+        else:
+            model = keras.models.load_model(path, compile=False)
     except Exception as error:
         raise ValueError(
             f"Keras could not load this {registered_name} ({type(error).__name__}: {error}). "
@@ -78,4 +87,38 @@ def load_model(path):
             f"This .keras file loaded as a {type(model).__name__}, not a patchpu-keras model. "
             f"Expected one of: {expected}. Received: path={path!r}"
         )
+    return model
+
+
+def _is_flat(config):
+    """A config saved before the backbone and the task were split: no nested backbone config."""
+    return not isinstance(config.get("config", {}).get("backbone"), dict)
+
+
+class _FlatLayout(keras.Model):
+    """The attributes a model had before the split, pointing at the new model's layers.
+
+    Keras saves weights under the attribute names of the saved object, so the
+    old file's weights load into an object with the old names.
+    """
+
+    def __init__(self, **layers):
+        super().__init__()
+        for attribute, layer in layers.items():
+            setattr(self, attribute, layer)
+        self.built = True
+
+
+def _load_flat(path, config, registered_name):
+    cls = next(cls for cls in SUPPORTED_MODELS if keras.saving.get_registered_name(cls) == registered_name)
+    model = cls.from_flat_config(config["config"])
+    if isinstance(model, PatchPUClassifier):
+        layout = _FlatLayout(
+            embedder=model.backbone.embedder, attention=model.attention, classifier=model.classifier
+        )
+    else:
+        layout = _FlatLayout(backbone=model.backbone.features, cam_head=model.cam_head)
+    with tempfile.TemporaryDirectory() as directory, zipfile.ZipFile(path) as archive:
+        weights = archive.extract("model.weights.h5", directory)
+        layout.load_weights(weights)
     return model

@@ -6,52 +6,137 @@ from keras import ops
 
 from patchpu_keras import labels as label_utils
 from patchpu_keras.labels import FULL_LABELS, INDEX, OBSERVED_LABELS
-from patchpu_keras.losses.loss_state_callback import LossStateCallback
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
 from patchpu_keras.losses.stateful_loss import StatefulLoss
-from patchpu_keras.models.pretrained import check_preprocessing, normalize_images
+
+DEFAULT_THRESHOLD = 0.5
+
+
+@contextlib.contextmanager
+def policy_scope(layer):
+    """Sublayers created inside get `layer`'s dtype policy (Keras does not pass it down)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(layer.dtype_policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def float32_outputs(outputs):
+    """The output dict with every floating tensor cast to float32 (mixed precision)."""
+    return {
+        key: ops.cast(value, "float32") if "float" in keras.backend.standardize_dtype(value.dtype) else value
+        for key, value in outputs.items()
+    }
+
+
+def check_thresholds(thresholds, num_labels):
+    """`thresholds` as a list of `num_labels` floats in [0, 1], or None."""
+    if thresholds is None:
+        return None
+    values = np.asarray(thresholds, dtype="float64")
+    if values.shape != (num_labels,) or not np.all((values >= 0) & (values <= 1)):
+        raise ValueError(
+            f"`thresholds` must be None or a list of {num_labels} numbers in [0, 1], one per label. "
+            f"Received: thresholds={thresholds!r}"
+        )
+    return [float(value) for value in values]
+
+
+def multi_label_loss(model, num_labels, x, y, y_pred, sample_weight=None, training=True, loss_state=None):
+    """The loss of a batch for `model`, the compiled model (a task or a `TrainingModel`).
+
+    A loss of `patchpu_keras.losses` sees the whole output dict; a stateful one
+    (ROLE, LL, EN + CL, EM + APL) trains with `loss_state` and validates
+    without it. A plain Keras loss sees the probabilities against the full
+    labels, or the observed positives when there are none.
+    """
+    labels = label_utils.unpack_labels(y, num_labels)
+    loss = model.loss
+    if isinstance(loss, StatefulLoss) and training:
+        if loss_state is None:
+            raise ValueError(
+                f"{type(loss).__name__} keeps per-image state, which lives with the training run, not in "
+                "the model: train `patchpu_keras.models.TrainingModel(model, loss.make_state(observed_labels))` "
+                "(docs/extending.md). Received: a model without loss_state"
+            )
+        total = loss.compute(labels, y_pred, loss_state)
+    elif isinstance(loss, ObservedLabelLoss):
+        targets = {key: value for key, value in labels.items() if key != INDEX}
+        total = loss(targets, y_pred, sample_weight=sample_weight)
+    else:
+        targets = labels.get(FULL_LABELS, ops.cast(labels[OBSERVED_LABELS] > 0, "float32"))
+        return keras.Model.compute_loss(model, x, targets, y_pred["probabilities"], sample_weight, training)
+    for extra in model.losses:
+        total = total + ops.cast(ops.sum(extra), total.dtype)
+    return total
+
+
+def multi_label_metrics(model, num_labels, x, y, y_pred, sample_weight=None):
+    """Compiled metrics against `full_labels`, only when the target carries them.
+
+    Without full labels (single positive training), ranking metrics are
+    meaningless: the loss alone is reported. Metrics still unbuilt (Keras
+    builds the compiled metrics on their first update) are built on the
+    observed labels' shapes, so Keras can read and reset them at the end of
+    the epoch.
+    """
+    labels = label_utils.unpack_labels(y, num_labels)
+    probabilities = y_pred["probabilities"]
+    if FULL_LABELS in labels:
+        return keras.Model.compute_metrics(model, x, labels[FULL_LABELS], probabilities, sample_weight)
+    for metric in model.metrics:
+        if getattr(metric, "built", True) is False:  # only the compiled metrics' container builds
+            metric.build(labels[OBSERVED_LABELS], probabilities)
+    return {metric.name: metric.result() for metric in model.metrics if metric.name == "loss"}
+
+
+def flat_config_error(cls, config):
+    """The error for a config saved before the backbone and the task were split, saying what to do."""
+    return ValueError(
+        f"This {cls.__name__} config was saved before models were split into a backbone and a task "
+        "(its arguments are flat, without a backbone config). Load its .keras file with "
+        "`patchpu_keras.models.load_model(path)`, which maps the config and the weights onto the new "
+        f"model (and drops the training run's loss_state), or build the model with "
+        f"`{cls.__name__}.from_flat_config(config)`. Received: config keys={sorted(config)}"
+    )
 
 
 class MultiLabelModel(keras.Model):
-    """What every patchpu-keras model shares: inputs, targets, losses, metrics.
+    """What every patchpu-keras task shares: a backbone, labels, thresholds, losses, metrics.
 
-    Subclasses build their layers and implement `call` on the images returned
-    by `prepare_images`, and return a dict with at least `probabilities`.
+    A task holds a backbone (`self.backbone`, which starts with
+    `patchpu_keras.layers.ImagePreprocessing`) and a head, and returns a dict
+    with at least `probabilities`.
 
     - Inputs: images `(batch, height, width, channels)`, values in [0, 255],
-      any numeric dtype; 1 or 2 channels are repeated to RGB, alpha is dropped,
-      any size other than `image_size x image_size` is resized bilinearly,
-      then scaled as `preprocessing` says (saved with the model).
+      any numeric dtype; the backbone's preprocessing makes them RGB of its
+      `image_size`, scaled as its weights expect.
     - Targets: observed labels (+1 / 0 / -1) or a dict with `observed_labels`,
       `full_labels` ({0, 1}) and `index` (`patchpu_keras.labels`).
     - `compute_loss` hands the whole output dict to losses of
-      `patchpu_keras.losses`; a stateful loss (ROLE, LL, EN + CL, EM + APL)
-      reads and writes the model's `loss_state` during training, the same code
-      on every backend. A plain Keras loss sees the probabilities.
+      `patchpu_keras.losses` (`multi_label_loss`). A stateful loss (ROLE, LL,
+      EN + CL, EM + APL) keeps per-image tables that belong to the training
+      run: it trains through `TrainingModel(model, loss_state)`, so the model
+      and its `.keras` file hold what inference needs only.
     - Compiled metrics are updated against `full_labels`, only when the target
       carries them.
-    - Mixed precision: `dtype="mixed_bfloat16"` (or `"mixed_float16"`, or the
-      global `keras.config.set_dtype_policy`) computes in 16 bits with float32
-      weights; every output of the returned dict is float32, so losses and
-      metrics see float32. The policy is saved with the model.
+    - Thresholds: `model.thresholds`, one per label (0.5 until set), saved
+      with the model.
+    - Mixed precision: `dtype="mixed_bfloat16"` (or `"mixed_float16"`)
+      computes in 16 bits with float32 weights; every output of the returned
+      dict is float32. The policy is saved with the model.
 
     Args:
         num_labels: int, L.
-        image_size: int, side of the square image the model works on.
         label_names: optional list of L distinct names, saved with the model.
-        loss_state: optional `LossState` (or its serialized config) of a stateful
-            loss, built by `loss.make_state(observed_labels)`.
-        preprocessing: input scaling, one of
-            `patchpu_keras.models.pretrained.PREPROCESSING`: `"unit"` ([0, 1],
-            from scratch), `"caffe"` (ImageNet ResNet-50) or `"torch"` (ImageNet
-            EfficientNet-B0).
+        thresholds: optional list of L floats in [0, 1], the decision
+            threshold of each label (`set_thresholds`), saved with the model.
     """
 
-    def __init__(
-        self, num_labels, image_size, label_names=None, loss_state=None, preprocessing="unit", **kwargs
-    ):
+    def __init__(self, num_labels, label_names=None, thresholds=None, **kwargs):
         super().__init__(**kwargs)
-        check_preprocessing(preprocessing)
         if int(num_labels) != num_labels or num_labels < 1:
             raise ValueError(f"`num_labels` must be an integer >= 1. Received: num_labels={num_labels}")
         if label_names is not None:
@@ -61,63 +146,38 @@ class MultiLabelModel(keras.Model):
                     f"`label_names` must be {num_labels} distinct names. "
                     f"Received: label_names={label_names}"
                 )
-        if isinstance(loss_state, dict):
-            loss_state = keras.saving.deserialize_keras_object(loss_state)
-        if loss_state is not None and loss_state.num_labels != num_labels:
-            raise ValueError(
-                f"`loss_state` must have {num_labels} columns. "
-                f"Received: loss_state.num_labels={loss_state.num_labels}"
-            )
         self.num_labels = int(num_labels)
-        self.image_size = int(image_size)
         self.label_names = label_names
-        self.loss_state = loss_state
-        self.preprocessing = preprocessing
+        self._thresholds = check_thresholds(thresholds, self.num_labels)
 
-    @contextlib.contextmanager
-    def layer_policy(self):
-        """Sublayers created inside get the model's dtype policy (Keras does not pass it down)."""
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(self.dtype_policy)
-        try:
-            yield
-        finally:
-            keras.config.set_dtype_policy(previous)
+    @property
+    def image_size(self):
+        """Side of the square image the backbone works on."""
+        return self.backbone.image_size
 
-    @staticmethod
-    def float32_outputs(outputs):
-        """The output dict with every floating tensor cast to float32 (mixed precision)."""
-        return {
-            key: ops.cast(value, "float32") if "float" in keras.backend.standardize_dtype(value.dtype) else value
-            for key, value in outputs.items()
-        }
+    @property
+    def preprocessing(self):
+        """The input scaling of the backbone (`ImagePreprocessing(scaling=...)`)."""
+        return self.backbone.preprocessing
+
+    @property
+    def thresholds(self):
+        """The decision threshold of each label, a float32 array `(num_labels,)` (0.5 until set)."""
+        if self._thresholds is None:
+            return np.full(self.num_labels, DEFAULT_THRESHOLD, "float32")
+        return np.asarray(self._thresholds, "float32")
+
+    def set_thresholds(self, values):
+        """Sets the decision threshold of each label (None: back to 0.5), saved with the model.
+
+        Args:
+            values: None, or `num_labels` floats in [0, 1].
+        """
+        self._thresholds = check_thresholds(values, self.num_labels)
 
     def build(self, input_shape=None):
         # Sublayers are built in __init__ (every shape is known from the config).
         self.built = True
-
-    def prepare_images(self, images):
-        """Images as float RGB of size `image_size`, scaled as `preprocessing` says."""
-        x = ops.cast(images, self.compute_dtype)
-        channels = x.shape[-1]
-        if channels in (1, 2):
-            x = ops.concatenate([x[..., :1]] * 3, axis=-1)
-        elif channels == 4:
-            x = x[..., :3]
-        elif channels is None:
-            # Only in a traced TF function relaxed to unknown channels (`predict`
-            # after inputs with other channel counts): pick channels 0, 0, 0 for
-            # gray (+ alpha) and 0, 1, 2 for RGB (+ alpha), decided at run time.
-            gray = ops.shape(x)[-1] < 3
-            x = ops.take(x, ops.where(gray, ops.zeros(3, "int32"), ops.arange(3, dtype="int32")), axis=-1)
-        elif channels != 3:
-            raise ValueError(
-                "Images must have 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels. "
-                f"Received: images.shape={tuple(images.shape)}"
-            )
-        if tuple(x.shape[1:3]) != (self.image_size, self.image_size):
-            x = ops.image.resize(x, (self.image_size, self.image_size), interpolation="bilinear")
-        return normalize_images(x / 255.0, self.preprocessing)
 
     def for_inference(self):
         """The model to run inference with: the same outputs, computed faster where it can be.
@@ -133,7 +193,7 @@ class MultiLabelModel(keras.Model):
     # === Training ===
 
     def head_layers(self):
-        """The layers after the (possibly pretrained) feature extractor.
+        """The layers after the (possibly pretrained) backbone.
 
         `training.build_optimizer` gives their variables `head_lr_multiplier`
         times the learning rate, as the peers fine-tune an ImageNet backbone.
@@ -141,74 +201,27 @@ class MultiLabelModel(keras.Model):
         raise NotImplementedError
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        labels = label_utils.unpack_labels(y, self.num_labels)
-        loss = self.loss
-        if isinstance(loss, StatefulLoss) and training:
-            if self.loss_state is None:
-                raise ValueError(
-                    f"{type(loss).__name__} keeps per-image state: build the model with "
-                    "`loss_state=loss.make_state(observed_labels)`. Received: loss_state=None"
-                )
-            total = loss.compute(labels, y_pred, self.loss_state)
-        elif isinstance(loss, ObservedLabelLoss):
-            targets = {key: value for key, value in labels.items() if key != INDEX}
-            total = loss(targets, y_pred, sample_weight=sample_weight)
-        else:
-            # A plain Keras loss (e.g. "binary_crossentropy") sees probabilities
-            # against full labels, or the observed positives when there are none.
-            targets = labels.get(FULL_LABELS, ops.cast(labels[OBSERVED_LABELS] > 0, "float32"))
-            return super().compute_loss(x, targets, y_pred["probabilities"], sample_weight, training)
-        for extra in self.losses:
-            total = total + ops.cast(ops.sum(extra), total.dtype)
-        return total
+        return multi_label_loss(self, self.num_labels, x, y, y_pred, sample_weight, training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        labels = label_utils.unpack_labels(y, self.num_labels)
-        if FULL_LABELS in labels and self._compile_metrics is not None:
-            self._compile_metrics.update_state(
-                labels[FULL_LABELS], y_pred["probabilities"], sample_weight
-            )
-            return self.get_metrics_result()
-        # Without full labels (single positive training), ranking metrics are
-        # meaningless: report the loss only. The compiled metrics are still
-        # built, so Keras can read (and reset) them at the end of the epoch.
-        if self._compile_metrics is not None and not self._compile_metrics.built:
-            self._compile_metrics.build(labels[OBSERVED_LABELS], y_pred["probabilities"])
-        return {"loss": self._loss_tracker.result()}
+        return multi_label_metrics(self, self.num_labels, x, y, y_pred, sample_weight)
 
+    # In-memory arrays are checked before Keras starts (tf.data inputs are checked
+    # by the pipeline that builds them, patchpu_keras.data); nothing else is added.
     def fit(self, x=None, y=None, *args, **kwargs):
-        self._check_arrays(x, y, "fit")
+        label_utils.check_arrays(x, y, self.num_labels, "fit")
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
-            self._check_arrays(validation[0], validation[1], "fit validation_data")
-        if isinstance(getattr(self, "loss", None), StatefulLoss) and self.loss_state is not None:
-            callbacks = list(kwargs.get("callbacks") or [])
-            if not any(isinstance(c, LossStateCallback) for c in callbacks):
-                callbacks.append(LossStateCallback(self.loss, self.loss_state))
-            kwargs["callbacks"] = callbacks
+            label_utils.check_arrays(validation[0], validation[1], self.num_labels, "fit validation_data")
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_arrays(x, y, "evaluate")
+        label_utils.check_arrays(x, y, self.num_labels, "evaluate")
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        self._check_arrays(x, None, "predict")
+        label_utils.check_arrays(x, None, self.num_labels, "predict")
         return super().predict(x, *args, **kwargs)
-
-    def _check_arrays(self, x, y, where):
-        # In-memory arrays are checked before training starts; tf.data inputs are
-        # checked by the pipeline that builds them (patchpu_keras.data).
-        if isinstance(x, np.ndarray):
-            label_utils.check_images(x, f"{where}: images")
-        targets = y if isinstance(y, dict) else {OBSERVED_LABELS: y}
-        for key, value in targets.items():
-            if not isinstance(value, np.ndarray) or key == INDEX:
-                continue
-            if key == FULL_LABELS:
-                label_utils.check_full_labels(value, self.num_labels, f"{where}: {key}")
-            else:
-                label_utils.check_observed_labels(value, self.num_labels, f"{where}: {key}")
 
     # === Config ===
 
@@ -216,14 +229,8 @@ class MultiLabelModel(keras.Model):
         return {
             "name": self.name,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
             "num_labels": self.num_labels,
-            "image_size": self.image_size,
             "label_names": self.label_names,
-            "loss_state": (
-                None
-                if self.loss_state is None
-                else keras.saving.serialize_keras_object(self.loss_state)
-            ),
-            "preprocessing": self.preprocessing,
+            "thresholds": self._thresholds,
         }
-

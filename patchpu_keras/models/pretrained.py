@@ -2,8 +2,9 @@
 
 `"imagenet"` goes through `keras.applications`, which downloads its file into
 the Keras cache (`~/.keras/models`) the first time; a path to a weights file
-works offline. `normalize_images` applies the preprocessing a model records in
-its config, so a saved model scales its inputs like the weights it started from.
+works offline. The scaling the weights expect is applied by
+`patchpu_keras.layers.ImagePreprocessing`, recorded in the backbone's config, so
+a saved model scales its inputs like the weights it started from.
 """
 
 import os
@@ -12,16 +13,17 @@ import urllib.request
 
 import h5py
 import numpy as np
-from keras import ops
+
+from patchpu_keras.layers.image_preprocessing import (  # noqa: F401 (the scalings the weights expect)
+    CAFFE_MEAN_BGR,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    SCALINGS as PREPROCESSING,
+    check_scaling,
+    normalize_images,
+)
 
 IMAGENET = "imagenet"
-# "unit": pixels / 255, in [0, 1] (models trained from scratch).
-# "caffe": keras.applications.resnet50.preprocess_input: BGR, ImageNet mean subtracted, 0-255 scale.
-# "torch": (pixels / 255 - ImageNet mean) / ImageNet std, RGB (EfficientNet-B0's weights).
-PREPROCESSING = ("unit", "caffe", "torch")
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 # Where keras.applications downloads from, and the files it caches (include_top=False).
 WEIGHTS_HOST = "https://storage.googleapis.com"
@@ -31,34 +33,8 @@ CACHED_FILES = {
 }
 
 
-def normalize_images(images, preprocessing):
-    """Scales images with values in [0, 1] (RGB) as `preprocessing` says.
-
-    Args:
-        images: float tensor `(..., 3)`, RGB in [0, 1].
-        preprocessing: one of `PREPROCESSING`.
-
-    Returns:
-        A tensor of the same shape.
-    """
-    check_preprocessing(preprocessing)
-    if isinstance(images, np.ndarray):
-        images = ops.convert_to_tensor(images)
-    if preprocessing == "unit":
-        return images
-    if preprocessing == "caffe":
-        bgr = ops.flip(images, axis=-1) * 255.0
-        return bgr - ops.convert_to_tensor(np.array(CAFFE_MEAN_BGR, "float32"), images.dtype)
-    mean = ops.convert_to_tensor(np.array(IMAGENET_MEAN_RGB, "float32"), images.dtype)
-    std = ops.convert_to_tensor(np.array(IMAGENET_STD_RGB, "float32"), images.dtype)
-    return (images - mean) / std
-
-
 def check_preprocessing(preprocessing):
-    if preprocessing not in PREPROCESSING:
-        raise ValueError(
-            f"`preprocessing` must be one of {PREPROCESSING}. Received: preprocessing={preprocessing!r}"
-        )
+    check_scaling(preprocessing, "preprocessing")
 
 
 def check_weights(weights, argument):

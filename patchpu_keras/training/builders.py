@@ -16,14 +16,14 @@ import keras
 
 from patchpu_keras.configured import Configured, same_names
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
-from patchpu_keras.models import CAMClassifier, PatchPUClassifier
+from patchpu_keras.models import CAMBackbone, CAMClassifier, PatchBackbone, PatchPUClassifier
 from patchpu_keras.optimizers import Adam, Lamb
 
 # The models a recipe's `model` key names, with the recipe keys each reads
 # ({recipe key: constructor argument}); each key's default is its argument's.
 # The table to adapt when a model's constructor changes.
 MODELS = {
-    "patch": Configured(PatchPUClassifier, {
+    "patch": Configured(PatchPUClassifier.create, {
         **same_names(
             "image_size", "patch_size", "stride", "num_resolutions", "downsample_factor", "embedding_dim",
             "mlp_units", "max_patches_per_resolution", "seed", "embedder_weights",
@@ -31,8 +31,11 @@ MODELS = {
             "attention_score_scale", "attention_learn_temperature", "codebook_init_mode",
         ),
         "rematerialize_embedder": "rematerialize_embedder",
-    }),
-    "cam": Configured(CAMClassifier, same_names("backbone", "image_size", "boost_lu_alpha", "backbone_weights")),
+    }, declared_in=(PatchBackbone, PatchPUClassifier)),
+    "cam": Configured(
+        CAMClassifier.create, same_names("backbone", "image_size", "boost_lu_alpha", "backbone_weights"),
+        declared_in=(CAMClassifier.create, CAMBackbone, CAMClassifier),
+    ),
 }
 DEFAULT_MODEL = "patch"
 # Keys of the patch geometry whose recipe default is None: `resolve_patch_geometry`
@@ -198,13 +201,14 @@ def resolve_patch_geometry(config):
 PAPER_PATCH_FRACTION = 64 / 640
 
 
-def build_model(config, num_labels, label_names=None, loss_state=None):
+def build_model(config, num_labels, label_names=None):
     """The recipe's model: `PatchPUClassifier`, or `CAMClassifier` when `model="cam"`.
 
     The keys each model reads are in `MODELS`; a key the config leaves out keeps
     the model's default. `dtype_policy` (None: float32) is the model's Keras
     dtype policy; with "mixed_float16", `compile` wraps the optimizer in Keras'
-    `LossScaleOptimizer`.
+    `LossScaleOptimizer`. A stateful loss's state is not part of the model
+    (`TrainingModel`).
     """
     policy = config.get("dtype_policy")
     if policy not in DTYPE_POLICIES:
@@ -217,8 +221,7 @@ def build_model(config, num_labels, label_names=None, loss_state=None):
     extra = {}
     if name == "patch":
         extra = dict(zip(FOLLOWS_IMAGE_SIZE, resolve_patch_geometry(config)))
-    return MODELS[name](config, num_labels=num_labels, label_names=label_names, loss_state=loss_state,
-                        dtype=policy, **extra)
+    return MODELS[name](config, num_labels=num_labels, label_names=label_names, dtype=policy, **extra)
 
 
 def build_optimizer(config, steps_per_epoch, loss=None, lr_decay_steps=None, model=None):

@@ -5,6 +5,7 @@ import numpy as np
 
 from patchpu_keras.diagnostics import DIAGNOSED_OUTPUTS, localization, weak_negative_diagnostics
 from patchpu_keras.inference import predict_labelled
+from patchpu_keras.models.training_model import task_of
 
 
 class TrainingDiagnostics(keras.callbacks.Callback):
@@ -39,7 +40,7 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         )
         values = {
             **weak_negative_diagnostics(outputs, outputs["observed_labels"], outputs["full_labels"], self.theta),
-            **localization(self.model, outputs, outputs["full_labels"], self.objects),
+            **localization(task_of(self.model), outputs, outputs["full_labels"], self.objects),
         }
         if logs is not None:
             logs.update({f"diagnostics_{key}": float(value) for key, value in values.items()

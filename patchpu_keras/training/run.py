@@ -13,9 +13,9 @@ import numpy as np
 
 from patchpu_keras.data.recipe_data import load_data
 from patchpu_keras.inference import predict_labelled
-from patchpu_keras.losses import StatefulLoss
+from patchpu_keras.losses import LossStateCallback, StatefulLoss
 from patchpu_keras.metrics import MeanAveragePrecision, per_class_average_precision
-from patchpu_keras.models import PatchPUClassifier
+from patchpu_keras.models import PatchPUClassifier, TrainingModel
 from patchpu_keras.training.builders import (
     build_loss,
     build_model,
@@ -178,10 +178,10 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
     if budget.epochs != config["epochs"]:  # losses with epoch schedules follow the run's epochs
         loss = build_loss({**config, "epochs": budget.epochs})
     with distribution.scope():
+        classifier = distribution.prepare_model(build_model(config, num_labels, label_names=class_names))
+        # A stateful loss's tables belong to the run: they train beside the model, in its checkpoint.
         loss_state = loss.make_state(observed) if isinstance(loss, StatefulLoss) else None
-        model = distribution.prepare_model(
-            build_model(config, num_labels, label_names=class_names, loss_state=loss_state)
-        )
+        model = classifier if loss_state is None else TrainingModel(classifier, loss_state)
         model.compile(
             optimizer=build_optimizer(config, steps_per_epoch, loss, budget.lr_decay_steps, model=model),
             loss=loss,
@@ -198,7 +198,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
             "distribute": distribution.mode,
             "jit_compile": bool(model.jit_compile),
             "num_parameters": model.count_params(),
-            "num_patches": getattr(model, "num_patches", None),
+            "num_patches": getattr(classifier, "num_patches", None),
             "num_train_images": data.num_train,
             "num_test_images": data.num_test,
             "class_names": class_names,
@@ -222,7 +222,8 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
         diagnostics = [] if data.probe is None else [
             TrainingDiagnostics(data.probe, config["batch_size"], data.probe_objects, config.get("theta", 0.0))
         ]
-        callbacks = [guard, *diagnostics, tensorboard_callback(out_dir), checkpoint]
+        loss_state_callbacks = [] if loss_state is None else [LossStateCallback(loss, loss_state)]
+        callbacks = [guard, *loss_state_callbacks, *diagnostics, tensorboard_callback(out_dir), checkpoint]
         if not distribution.in_graph_map:
             callbacks.insert(0, ValidationMeanAveragePrecision(data.test, config["batch_size"]))
         start = time.time()
@@ -264,13 +265,13 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False):
             raise
         train_seconds = checkpoint.train_seconds()
 
-        outputs = predict_labelled(model, data.test, config["batch_size"], keep=num_heatmaps)
+        outputs = predict_labelled(classifier, data.test, config["batch_size"], keep=num_heatmaps)
         per_class = per_class_average_precision(outputs["full_labels"], outputs["probabilities"])
         heatmap_dir = os.path.join(out_dir, "heatmaps")
         os.makedirs(heatmap_dir, exist_ok=True)
         boxes, levels = (
-            model.patches.patch_boxes(model.image_size, model.image_size)
-            if isinstance(model, PatchPUClassifier)
+            classifier.backbone.patches.patch_boxes(classifier.image_size, classifier.image_size)
+            if isinstance(classifier, PatchPUClassifier)
             else (None, None)
         )
         for position, image in enumerate(outputs["images"] if boxes is not None else []):

@@ -1,8 +1,10 @@
 """Checkpoints of a run: written atomically during training, read back to resume it.
 
 A run directory holds `checkpoint/state.json` and the one weights file it
-names (`weights-ITERATIONS.weights.h5`: the model's weights with its
-`LossState` tables, and the optimizer's variables with its iteration count).
+names (`weights-ITERATIONS.weights.h5`: the trained model's weights, with the
+`LossState` tables of a stateful loss when it is a `TrainingModel`, and the
+optimizer's variables with its iteration count). `model.keras` holds the
+task only (`task_of`): weights and config, no loss state.
 A checkpoint is written as: weights to a temporary file, renamed; then
 `state.json` through a temporary file, renamed; then the previous weights file
 is deleted. `state.json` is the commit point, so a crash at any moment leaves
@@ -15,6 +17,8 @@ import os
 
 import keras
 import numpy as np
+
+from patchpu_keras.models.training_model import task_of
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
@@ -87,6 +91,11 @@ def restore_checkpoint(model, state):
     model.load_weights(state["weights_path"])
     for variable, value in zip(_seed_states(model), state.get("seed_states", [])):
         variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def loss_tracker(model):
+    """The compiled model's running mean of the loss (the `loss` entry of `model.metrics`)."""
+    return next(metric for metric in model.metrics if metric.name == "loss")
 
 
 def _as_int(variable):
@@ -168,7 +177,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if resumed is not None and resumed["step"] > 0 and epoch == resumed["epoch"]:
             # Entered mid-epoch: the steps and running loss of that epoch so far.
             self.step_in_epoch = resumed["step"]
-            for variable, value in zip(self.model._loss_tracker.variables, resumed["loss_tracker"]):
+            for variable, value in zip(loss_tracker(self.model).variables, resumed["loss_tracker"]):
                 variable.assign(value)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -185,7 +194,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self.save(epoch + 1, 0)
         temporary = os.path.join(self.directory, "model.tmp.keras")
-        self.model.save(temporary)
+        task_of(self.model).save(temporary)
         os.replace(temporary, os.path.join(self.directory, "model.keras"))
         write_json_atomically(
             os.path.join(self.directory, "history.json"),
@@ -221,7 +230,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "iterations": iterations,
             "weights": name,
             "history": self.history,
-            "loss_tracker": [float(keras.ops.convert_to_numpy(v)) for v in self.model._loss_tracker.variables],
+            "loss_tracker": [float(keras.ops.convert_to_numpy(v)) for v in loss_tracker(self.model).variables],
             "seed_states": [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)],
             "train_seconds": self.train_seconds(),
             "config": self.config,

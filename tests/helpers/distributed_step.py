@@ -28,7 +28,7 @@ if keras.backend.backend() == "tensorflow":
 
 import numpy as np  # noqa: E402
 
-from patchpu_keras import PatchPUClassifier, losses  # noqa: E402
+from patchpu_keras import PatchPUClassifier, TrainingModel, losses  # noqa: E402
 from patchpu_keras.data.pipeline import array_dataset  # noqa: E402
 from patchpu_keras.metrics import MeanAveragePrecision, mean_average_precision_score  # noqa: E402
 from patchpu_keras.training.distribution import Distribution, ValidationMeanAveragePrecision  # noqa: E402
@@ -53,12 +53,11 @@ def trained(loss_name, mode, initial_weights=None):
     except ValueError as error:
         return {"refused": str(error)}
     with distribution.scope():
-        state = loss.make_state(observed) if isinstance(loss, losses.StatefulLoss) else None
         # No drop-connect: its random masks are drawn per replica under tf.distribute (the
         # same seed on each half batch), so a step with it differs by design, not by error.
-        model = distribution.prepare_model(
-            PatchPUClassifier(NUM_LABELS, loss_state=state, drop_connect_rate=0.0, **TINY)
-        )
+        model = distribution.prepare_model(PatchPUClassifier.create(NUM_LABELS, drop_connect_rate=0.0, **TINY))
+        if isinstance(loss, losses.StatefulLoss):
+            model = TrainingModel(model, loss.make_state(observed))
         if initial_weights is not None:
             model.set_weights(initial_weights)
         start = [np.array(w) for w in model.get_weights()]

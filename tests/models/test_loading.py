@@ -20,7 +20,7 @@ def test_loads_a_saved_model_with_its_label_names(tiny_model, rng, tmp_path):
 
 
 def test_loads_a_cam_model_too(tmp_path):
-    model = CAMClassifier(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
+    model = CAMClassifier.create(3, backbone="tiny", image_size=32, label_names=["a", "b", "c"])
     model.save(tmp_path / "cam.keras")
     loaded = load_model(tmp_path / "cam.keras")
     assert isinstance(loaded, CAMClassifier) and loaded.label_names == ["a", "b", "c"]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from patchpu_keras import CAMClassifier, PatchPUClassifier, losses
+from patchpu_keras import CAMClassifier, PatchPUClassifier, TrainingModel, losses
 from patchpu_keras.data.pipeline import array_dataset
 from patchpu_keras.metrics import MeanAveragePrecision
 from patchpu_keras.optimizers import Lamb
@@ -28,9 +28,9 @@ def _data(rng, num_images=8, num_labels=4):
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_mixed_model_computes_in_16_bits_and_returns_float32(policy, rng, tmp_path):
-    model = PatchPUClassifier(4, dtype=policy, **TINY)
+    model = PatchPUClassifier.create(4, dtype=policy, **TINY)
     compute = policy.split("_")[1]
-    assert model.dtype_policy.name == policy and model.embedder.compute_dtype == compute
+    assert model.dtype_policy.name == policy and model.backbone.embedder.compute_dtype == compute
     assert model.attention.compute_dtype == compute
     assert model.classifier.compute_dtype == "float32"  # the softmax over labels
     assert all(variable.dtype == "float32" for variable in model.weights)
@@ -40,7 +40,7 @@ def test_mixed_model_computes_in_16_bits_and_returns_float32(policy, rng, tmp_pa
         "probabilities": "float32", "label_embeddings": "float32", "attention": "float32"
     }
     # Within 16-bit rounding of the same weights in float32.
-    reference = PatchPUClassifier(4, **TINY)
+    reference = PatchPUClassifier.create(4, **TINY)
     reference.set_weights(model.get_weights())
     np.testing.assert_allclose(
         outputs["probabilities"], reference.predict(images, verbose=0)["probabilities"], atol=0.05
@@ -48,7 +48,7 @@ def test_mixed_model_computes_in_16_bits_and_returns_float32(policy, rng, tmp_pa
     # The policy is saved with the model.
     model.save(tmp_path / "mixed.keras")
     loaded = keras.models.load_model(tmp_path / "mixed.keras")
-    assert loaded.dtype_policy.name == policy and loaded.embedder.compute_dtype == compute
+    assert loaded.dtype_policy.name == policy and loaded.backbone.embedder.compute_dtype == compute
     np.testing.assert_array_equal(loaded.predict(images, verbose=0)["probabilities"], outputs["probabilities"])
 
 
@@ -56,7 +56,7 @@ def test_mixed_model_computes_in_16_bits_and_returns_float32(policy, rng, tmp_pa
 def test_mixed_training_keeps_losses_and_metrics_float32(policy, rng):
     images, observed, full = _data(rng)
     loss = losses.ROLE(1.38)  # a stateful loss: its tables stay float32
-    model = PatchPUClassifier(4, dtype=policy, loss_state=loss.make_state(observed), **TINY)
+    model = TrainingModel(PatchPUClassifier.create(4, dtype=policy, **TINY), loss.make_state(observed))
     model.compile(
         optimizer=Lamb(1e-3, learning_rate_multipliers=loss.learning_rate_multipliers),
         loss=loss, metrics=[MeanAveragePrecision(4, capacity=8)], jit_compile=JIT,
@@ -80,7 +80,7 @@ def test_mixed_training_keeps_losses_and_metrics_float32(policy, rng):
 
 
 def test_mixed_cam_model_returns_float32(rng):
-    model = CAMClassifier(4, backbone="tiny", image_size=32, dtype="mixed_bfloat16")
+    model = CAMClassifier.create(4, backbone="tiny", image_size=32, dtype="mixed_bfloat16")
     outputs = model.predict(_data(rng)[0], verbose=0)
     assert all(value.dtype == np.float32 for value in outputs.values())
 
@@ -93,7 +93,7 @@ def test_mixed_model_exports_both_signatures(policy, rng, tmp_path):
     from patchpu_keras.export import IMAGE_BYTES_INPUT, IMAGES_INPUT, IMAGES_SIGNATURE, SERVING_SIGNATURE, export_model
     from data.trees import encode
 
-    model = PatchPUClassifier(4, dtype=policy, **TINY)
+    model = PatchPUClassifier.create(4, dtype=policy, **TINY)
     model.save(tmp_path / "mixed.keras")
     # verify=True: the SavedModel is reloaded and checked against the model's probabilities.
     path = export_model(str(tmp_path / "mixed.keras"), str(tmp_path / "exported"))

@@ -21,9 +21,9 @@ def _single_positive(rng, n=4, num_labels=4):
 
 def test_parameter_counts_match_the_paper():
     # Paper 4.3.1: about 250K parameters with L = 80 (COCO); 220K with L = 20 (VOC).
-    assert PatchPUClassifier(80, image_size=640).count_params() == 251682
-    assert PatchPUClassifier(20, image_size=640).count_params() == 220962
-    assert PatchPUClassifier(20, image_size=640).num_patches == 129
+    assert PatchPUClassifier.create(80, image_size=640).count_params() == 251682
+    assert PatchPUClassifier.create(20, image_size=640).count_params() == 220962
+    assert PatchPUClassifier.create(20, image_size=640).num_patches == 129
 
 
 def test_outputs_compose_the_layers(tiny_model, rng):
@@ -33,8 +33,8 @@ def test_outputs_compose_the_layers(tiny_model, rng):
     assert outputs["probabilities"].shape == (4, 4)
     assert outputs["label_embeddings"].shape == (4, 4, 16)
     assert outputs["attention"].shape == (4, 4, 5)
-    patches = model.patches(images.astype("float32") / 255.0)
-    embeddings, attention = model.attention(model.embedder(patches, training=False))
+    patches = model.backbone.patches(images.astype("float32") / 255.0)
+    embeddings, attention = model.attention(model.backbone.embedder(patches, training=False))
     np.testing.assert_allclose(outputs["attention"], to_numpy(attention), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outputs["probabilities"], to_numpy(model.classifier(embeddings)), rtol=1e-5, atol=1e-6)
     assert np.all((outputs["probabilities"] > 0) & (outputs["probabilities"] < 1))
@@ -125,7 +125,7 @@ def test_config_round_trip(tiny_model):
     clone = PatchPUClassifier.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     with pytest.raises(ValueError, match="Received: label_names"):
-        PatchPUClassifier(3, label_names=["a", "a", "b"])
+        PatchPUClassifier.create(3, label_names=["a", "a", "b"])
     model = tiny_model(
         attention_score_scale=0.5, attention_learn_temperature=True, codebook_init_mode="fan_in"
     )
@@ -174,9 +174,9 @@ def test_fold_batch_norm_gives_the_same_outputs_saves_and_refuses_training(tiny_
     assert expected["attention"].std() > 0.01 and expected["probabilities"].std(axis=0).max() > 0.01
 
     folded = model.fold_batch_norm()
-    assert type(folded) is PatchPUClassifier and folded.folded_batch_norm
-    assert not model.folded_batch_norm  # the trained model is unchanged
-    assert model.for_inference().folded_batch_norm and folded.for_inference() is folded
+    assert type(folded) is PatchPUClassifier and folded.backbone.folded_batch_norm
+    assert not model.backbone.folded_batch_norm  # the trained model is unchanged
+    assert model.for_inference().backbone.folded_batch_norm and folded.for_inference() is folded
     assert folded.label_names == model.label_names
     outputs = {key: to_numpy(value) for key, value in folded(images, training=False).items()}
     for key in ("probabilities", "attention", "label_embeddings"):
@@ -185,7 +185,7 @@ def test_fold_batch_norm_gives_the_same_outputs_saves_and_refuses_training(tiny_
     path = os.path.join(tmp_path, "folded.keras")
     folded.save(path)
     loaded = keras.models.load_model(path)
-    assert type(loaded) is PatchPUClassifier and loaded.folded_batch_norm
+    assert type(loaded) is PatchPUClassifier and loaded.backbone.folded_batch_norm
     predicted = folded.predict(images, verbose=0)
     for key, value in loaded.predict(images, verbose=0).items():
         np.testing.assert_allclose(value, predicted[key], rtol=1e-6, atol=1e-6)
@@ -200,4 +200,4 @@ def test_fold_batch_norm_gives_the_same_outputs_saves_and_refuses_training(tiny_
 
 
 def test_for_inference_folds_only_in_float32(tiny_model):
-    assert tiny_model(dtype="mixed_bfloat16").for_inference().folded_batch_norm is False
+    assert tiny_model(dtype="mixed_bfloat16").for_inference().backbone.folded_batch_norm is False

@@ -96,20 +96,20 @@ def _assert_layers_equal(ours, reference, names):
 
 @pytest.mark.parametrize("kind", ["weights", "legacy"])
 def test_resnet_weights_from_a_file_equal_the_files(resnet_files, offline, rng, kind):
-    model = CAMClassifier(4, backbone="resnet50", image_size=SIZE, backbone_weights=resnet_files[kind])
+    model = CAMClassifier.create(4, backbone="resnet50", image_size=SIZE, backbone_weights=resnet_files[kind])
     reference = resnet_files["features"]
     names = [layer.name for layer in reference.layers if layer.weights]
     assert len(names) == 106
-    _assert_layers_equal(model.backbone, reference, names)
-    assert model.preprocessing == "caffe" and model.backbone_weights == resnet_files[kind]
-    scratch = CAMClassifier(4, backbone="resnet50", image_size=SIZE)
+    _assert_layers_equal(model.backbone.features, reference, names)
+    assert model.preprocessing == "caffe" and model.backbone.backbone_weights == resnet_files[kind]
+    scratch = CAMClassifier.create(4, backbone="resnet50", image_size=SIZE)
     assert scratch.count_params() == model.count_params() and scratch.preprocessing == "unit"
-    assert not np.array_equal(scratch.backbone.get_layer("conv1_conv").get_weights()[0],
+    assert not np.array_equal(scratch.backbone.features.get_layer("conv1_conv").get_weights()[0],
                               reference.get_layer("conv1_conv").get_weights()[0])
     # The features are those of the keras model on keras' own ResNet-50 preprocessing.
     images = _images(rng)
     expected = to_numpy(reference(keras.applications.resnet50.preprocess_input(images.copy()), training=False))
-    got = to_numpy(model.backbone(model.prepare_images(images), training=False))
+    got = to_numpy(model.backbone(images, training=False))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -117,20 +117,20 @@ def test_preprocessing_modes_match_keras(rng):
     images = _images(rng)
     imagenet_utils = keras.applications.imagenet_utils
     for mode in ("caffe", "torch"):
-        model = CAMClassifier(3, backbone="tiny", image_size=SIZE, preprocessing=mode)
+        model = CAMClassifier.create(3, backbone="tiny", image_size=SIZE, preprocessing=mode)
         np.testing.assert_allclose(
-            to_numpy(model.prepare_images(images)),
+            to_numpy(model.backbone.image_preprocessing(images)),
             imagenet_utils.preprocess_input(images.copy(), mode=mode),
             rtol=1e-5, atol=1e-4,
         )
-    model = CAMClassifier(3, backbone="tiny", image_size=SIZE)
-    np.testing.assert_allclose(to_numpy(model.prepare_images(images)), images / 255.0, rtol=1e-6)
+    model = CAMClassifier.create(3, backbone="tiny", image_size=SIZE)
+    np.testing.assert_allclose(to_numpy(model.backbone.image_preprocessing(images)), images / 255.0, rtol=1e-6)
     with pytest.raises(ValueError, match="Received: preprocessing='tf'"):
-        CAMClassifier(3, backbone="tiny", image_size=SIZE, preprocessing="tf")
+        CAMClassifier.create(3, backbone="tiny", image_size=SIZE, preprocessing="tf")
 
 
 def test_pretrained_cam_saves_and_loads_without_the_file(resnet_files, offline, rng, tmp_path, monkeypatch):
-    model = CAMClassifier(4, backbone="resnet50", image_size=SIZE, backbone_weights=resnet_files["weights"])
+    model = CAMClassifier.create(4, backbone="resnet50", image_size=SIZE, backbone_weights=resnet_files["weights"])
     images = _images(rng)
     expected = to_numpy(model(images, training=False)["probabilities"])
     model.save(tmp_path / "cam.keras")
@@ -152,13 +152,13 @@ def _architecture_only(application):
 
 def test_imagenet_without_network_fails_at_once_and_says_what_to_do(offline):
     with pytest.raises(RuntimeError) as error:
-        CAMClassifier(4, backbone="resnet50", image_size=SIZE, backbone_weights="imagenet")
+        CAMClassifier.create(4, backbone="resnet50", image_size=SIZE, backbone_weights="imagenet")
     message = str(error.value)
     assert "ResNet50(weights=\"imagenet\").save_weights(" in message
     assert "backbone_weights=\"resnet50_imagenet.weights.h5\"" in message
     assert message.endswith("Received: backbone_weights='imagenet'")
     with pytest.raises(RuntimeError, match="EfficientNetB0.*Received: embedder_weights='imagenet'"):
-        PatchPUClassifier(4, embedder_weights="imagenet", **TINY)
+        PatchPUClassifier.create(4, embedder_weights="imagenet", **TINY)
 
 
 def test_imagenet_download_failure_is_the_same_clear_error(monkeypatch):
@@ -169,18 +169,18 @@ def test_imagenet_download_failure_is_the_same_clear_error(monkeypatch):
     monkeypatch.setattr(pretrained, "_in_keras_cache", lambda name: False)
     monkeypatch.setattr(file_utils, "get_file", failing_download)
     with pytest.raises(RuntimeError, match="URL fetch failure.*save_weights.*Received: backbone_weights='imagenet'"):
-        CAMClassifier(4, backbone="resnet50", image_size=SIZE, backbone_weights="imagenet")
+        CAMClassifier.create(4, backbone="resnet50", image_size=SIZE, backbone_weights="imagenet")
 
 
 def test_invalid_weights_arguments(tmp_path, efficientnet_files, offline):
     with pytest.raises(ValueError, match="resnet50' only.*Received: backbone='tiny'"):
-        CAMClassifier(4, backbone="tiny", image_size=SIZE, backbone_weights="imagenet")
+        CAMClassifier.create(4, backbone="tiny", image_size=SIZE, backbone_weights="imagenet")
     with pytest.raises(FileNotFoundError, match="Received: backbone_weights="):
-        CAMClassifier(4, backbone="resnet50", image_size=SIZE, backbone_weights=str(tmp_path / "none.weights.h5"))
+        CAMClassifier.create(4, backbone="resnet50", image_size=SIZE, backbone_weights=str(tmp_path / "none.weights.h5"))
     with pytest.raises(ValueError, match=r"\.weights\.h5.*Received: embedder_weights='model.keras'"):
-        PatchPUClassifier(4, embedder_weights="model.keras", **TINY)
+        PatchPUClassifier.create(4, embedder_weights="model.keras", **TINY)
     with pytest.raises(ValueError, match="ResNet50.*Received: backbone_weights="):
-        CAMClassifier(4, backbone="resnet50", image_size=SIZE, backbone_weights=efficientnet_files["scratch"])
+        CAMClassifier.create(4, backbone="resnet50", image_size=SIZE, backbone_weights=efficientnet_files["scratch"])
 
 
 # === Patch-based classifier, EfficientNet-B0 embedder ===
@@ -192,7 +192,7 @@ def _efficientnet_cut(weights):
 
 
 def _embedder_blocks(model, patches):
-    embedder = model.embedder
+    embedder = model.backbone.embedder
     x = keras.ops.pad(patches, ((0, 0), (0, 1), (0, 1), (0, 0)))
     x = keras.activations.swish(embedder.stem_bn(embedder.stem_conv(x), training=False))
     for block in embedder.blocks:
@@ -201,12 +201,12 @@ def _embedder_blocks(model, patches):
 
 
 def test_embedder_weights_from_a_scratch_file_keep_unit_inputs(efficientnet_files, offline, rng):
-    model = PatchPUClassifier(4, embedder_weights=efficientnet_files["scratch"], **{**TINY, "patch_size": SIZE, "image_size": 64})
+    model = PatchPUClassifier.create(4, embedder_weights=efficientnet_files["scratch"], **{**TINY, "patch_size": SIZE, "image_size": 64})
     cut, base = _efficientnet_cut(None)
     base.load_weights(efficientnet_files["scratch"])
     _assert_layers_equal_pairs(model, base)
     assert model.preprocessing == "unit"
-    assert model.count_params() == PatchPUClassifier(4, **{**TINY, "patch_size": SIZE, "image_size": 64}).count_params()
+    assert model.count_params() == PatchPUClassifier.create(4, **{**TINY, "patch_size": SIZE, "image_size": 64}).count_params()
     patches = _images(rng)
     np.testing.assert_allclose(
         _embedder_blocks(model, pretrained.normalize_images(patches / 255.0, model.preprocessing)), to_numpy(cut(patches, training=False)), rtol=1e-4, atol=1e-4
@@ -214,7 +214,7 @@ def test_embedder_weights_from_a_scratch_file_keep_unit_inputs(efficientnet_file
 
 
 def _assert_layers_equal_pairs(model, base):
-    pairs = model.embedder.efficientnet_b0_layer_names()
+    pairs = model.backbone.embedder.efficientnet_b0_layer_names()
     assert len(pairs) == 2 + 5 * 6 + 4 * 2  # stem; 6 layers per block, 2 more with expansion (4 blocks)
     for sublayer, name in pairs:
         for got, expected in zip(sublayer.get_weights(), base.get_layer(name).get_weights()):
@@ -225,7 +225,7 @@ def test_imagenet_embedder_matches_keras_efficientnet_on_raw_pixels(efficientnet
     # keras.applications' download, replaced by the file with Keras' ImageNet statistics.
     monkeypatch.setattr(pretrained, "weights_host_reachable", lambda timeout=5.0: True)
     monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: efficientnet_files["imagenet"])
-    model = PatchPUClassifier(4, embedder_weights="imagenet", **{**TINY, "patch_size": SIZE, "image_size": 64})
+    model = PatchPUClassifier.create(4, embedder_weights="imagenet", **{**TINY, "patch_size": SIZE, "image_size": 64})
     assert model.preprocessing == "torch" and model.embedder_weights == "imagenet"
     cut, base = _efficientnet_cut("imagenet")  # with Keras' extra rescaling for these weights
     _assert_layers_equal_pairs(model, base)
@@ -234,13 +234,13 @@ def test_imagenet_embedder_matches_keras_efficientnet_on_raw_pixels(efficientnet
         _embedder_blocks(model, pretrained.normalize_images(patches / 255.0, model.preprocessing)), to_numpy(cut(patches, training=False)), rtol=1e-4, atol=1e-4
     )
     # The same file given as a path: the same weights and preprocessing.
-    from_path = PatchPUClassifier(4, embedder_weights=efficientnet_files["imagenet"], **{**TINY, "patch_size": SIZE, "image_size": 64})
+    from_path = PatchPUClassifier.create(4, embedder_weights=efficientnet_files["imagenet"], **{**TINY, "patch_size": SIZE, "image_size": 64})
     assert from_path.preprocessing == "torch"
     _assert_layers_equal_pairs(from_path, base)
 
 
 def test_pretrained_patch_model_saves_and_loads_without_the_file(efficientnet_files, offline, rng, tmp_path, monkeypatch):
-    model = PatchPUClassifier(4, embedder_weights=efficientnet_files["imagenet"], **TINY)
+    model = PatchPUClassifier.create(4, embedder_weights=efficientnet_files["imagenet"], **TINY)
     images = _images(rng)
     expected = to_numpy(model(images, training=False)["probabilities"])
     model.save(tmp_path / "patch.keras")
@@ -249,5 +249,5 @@ def test_pretrained_patch_model_saves_and_loads_without_the_file(efficientnet_fi
     assert loaded.preprocessing == "torch" and loaded.embedder_weights == efficientnet_files["imagenet"]
     assert loaded.get_config() == model.get_config()
     np.testing.assert_allclose(to_numpy(loaded(images, training=False)["probabilities"]), expected, rtol=1e-5, atol=1e-6)
-    scratch = PatchPUClassifier(4, **TINY)
+    scratch = PatchPUClassifier.create(4, **TINY)
     assert scratch.get_config()["preprocessing"] == "unit" and scratch.get_config()["embedder_weights"] is None

@@ -57,7 +57,7 @@ def test_a_rematerialized_step_trains_exactly_like_the_plain_one(tiny_model, rng
 
 def test_a_rematerialized_embedder_refuses_batch_norms_it_cannot_update_once(tiny_model, rng):
     model = tiny_model(drop_connect_rate=0.0, rematerialize_embedder=True)
-    model.embedder.blocks[1].expand_bn.renorm = True
+    model.backbone.embedder.blocks[1].expand_bn.renorm = True
     images = rng.uniform(0, 1, (2, 32, 32, 3)).astype("float32")
     with pytest.raises(ValueError, match="expand_bn with synchronized=False, renorm=True"):
         model(images, training=True)
@@ -69,7 +69,7 @@ def test_the_recipe_key_reaches_the_model_and_its_config():
     config = {**method_defaults(), **TINY, "stride": None, "downsample_factor": 2, "seed": 0}
     assert config["rematerialize_embedder"] is False
     model = build_model({**config, "rematerialize_embedder": True}, num_labels=3)
-    assert model.embedder.rematerialize and all(block.rematerialize for block in model.embedder.blocks)
+    assert model.backbone.embedder.rematerialize and all(block.rematerialize for block in model.backbone.embedder.blocks)
     assert model.get_config()["rematerialize_embedder"] is True
     assert type(model).from_config(model.get_config()).embedder.rematerialize
-    assert not build_model(config, num_labels=3).embedder.rematerialize
+    assert not build_model(config, num_labels=3).backbone.embedder.rematerialize

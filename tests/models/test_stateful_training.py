@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from patchpu_keras import CAMClassifier, PatchPUClassifier, losses
+from patchpu_keras import CAMClassifier, PatchPUClassifier, TrainingModel, losses
 from patchpu_keras.data.pipeline import array_dataset
+from patchpu_keras.layers import ImagePreprocessing
+from patchpu_keras.losses import LossStateCallback
 from patchpu_keras.models.multi_label_model import MultiLabelModel
 from patchpu_keras.optimizers import Lamb
 from patchpu_keras.training import build_optimizer
@@ -44,21 +46,27 @@ METHODS = {
 
 def _fit(model, loss, rng, epochs=1):
     images, observed = _data(rng)
+    state = getattr(model, "loss_state", None)
     model.compile(
         optimizer=Lamb(1e-3, learning_rate_multipliers=getattr(loss, "learning_rate_multipliers", {})),
         loss=loss,
         jit_compile=False,  # two steps: compiling costs more than it saves
     )
     dataset = array_dataset(images, observed_labels=observed, batch_size=4)
-    history = model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+    callbacks = [] if state is None else [LossStateCallback(loss, state)]
+    history = model.fit(dataset, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
     return history, images, observed
 
 
 def _model(loss, cls=PatchPUClassifier, observed=None, **kwargs):
-    state = loss.make_state(observed) if isinstance(loss, losses.StatefulLoss) else None
+    """The task, inside a `TrainingModel` with the loss's state when the loss is stateful."""
     if cls is CAMClassifier:
-        return CAMClassifier(NUM_LABELS, backbone="tiny", image_size=32, loss_state=state, **kwargs)
-    return PatchPUClassifier(NUM_LABELS, loss_state=state, **TINY, **kwargs)
+        model = CAMClassifier.create(NUM_LABELS, backbone="tiny", image_size=32, **kwargs)
+    else:
+        model = PatchPUClassifier.create(NUM_LABELS, **TINY, **kwargs)
+    if isinstance(loss, losses.StatefulLoss):
+        return TrainingModel(model, loss.make_state(observed))
+    return model
 
 
 # Training compiles with XLA on JAX only (`training/run.py`); TensorFlow also runs
@@ -78,19 +86,26 @@ LAMB_EPSILON = 1e-6  # keras.optimizers.Lamb's default
 class LinearProbe(MultiLabelModel):
     """The smallest `MultiLabelModel`: mean colour -> Dense -> sigmoid.
 
-    Losses, targets and the loss state go through `MultiLabelModel.compute_loss`
-    and `fit`, the code both product models share; a one-layer model compiles
-    in a second where the CAM model takes several, for the twelve methods.
+    Losses, targets and the loss state go through `multi_label_loss` (the
+    task's `compute_loss`, or `TrainingModel`'s with a stateful loss), the code
+    both product models share; a one-layer model compiles in a second where
+    the CAM model takes several, for the twelve methods.
     """
 
-    def __init__(self, num_labels, loss_state=None, **kwargs):
-        super().__init__(num_labels, image_size=8, loss_state=loss_state, **kwargs)
+    def __init__(self, num_labels, **kwargs):
+        super().__init__(num_labels, **kwargs)
+        self.backbone = ImagePreprocessing(8)
         self.dense = keras.layers.Dense(num_labels, kernel_initializer="random_normal")
         self.dense.build((None, 3))
 
     def call(self, images, training=None):
-        colours = ops.mean(self.prepare_images(images), axis=(1, 2))
+        colours = ops.mean(self.backbone(images), axis=(1, 2))
         return {"probabilities": ops.sigmoid(4.0 * self.dense(colours))}
+
+
+def _trained(model, state):
+    """What `fit` trains: the model, or the model and the loss's state."""
+    return model if state is None else TrainingModel(model, state)
 
 
 def _problem(rng):
@@ -155,14 +170,15 @@ def test_fit_logs_the_pure_loss_of_the_batch_and_moves_only_its_rows_of_state(me
     state = loss.make_state(observed) if isinstance(loss, losses.StatefulLoss) else None
     if state is not None:
         _start_state(method, state, rng)
-    model = LinearProbe(NUM_LABELS, loss_state=state)
+    model = _trained(LinearProbe(NUM_LABELS), state)
     model.compile(optimizer=build_optimizer(OPTIMIZER, 1, loss), loss=loss, jit_compile=jit_compile)
     tables = {} if state is None else {name: to_numpy(state.table(name)).copy() for name in state.tables}
     x, y, p = images[ROWS], observed[ROWS], to_numpy(model(images[ROWS])["probabilities"])
     rows = {name: table[ROWS] for name, table in tables.items()}
 
     history = model.fit(x, {"observed_labels": y, "full_labels": full[ROWS], "index": ROWS},
-                        batch_size=len(ROWS), epochs=2, initial_epoch=1, shuffle=False, verbose=0)
+                        batch_size=len(ROWS), epochs=2, initial_epoch=1, shuffle=False, verbose=0,
+                        callbacks=[] if state is None else [LossStateCallback(loss, state)])
 
     rate = 0.25  # LL: delta_rel x epoch 1
     expected = {
@@ -248,35 +264,59 @@ def test_cam_model_trains_with_the_same_losses(method, rng):
     assert np.isfinite(history.history["loss"][0])
 
 
-def test_role_table_is_trained_by_fit_and_saved(rng, tmp_path):
+def _saved_variable_names(path):
+    """The names of every variable stored in a `.keras` file."""
+    import io
+    import zipfile
+
+    import h5py
+
+    names = []
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        weights.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    return names
+
+
+def test_role_table_is_trained_by_fit_and_kept_with_the_run_not_the_model(rng, tmp_path):
     loss = losses.ROLE(1.38, seed=3)
     _, observed = _data(rng)
-    model = _model(loss, observed=observed)
-    table = model.loss_state.table("label_estimate_logits")
+    trainer = _model(loss, observed=observed)
+    table = trainer.loss_state.table("label_estimate_logits")
     before = to_numpy(table).copy()
     probabilities = 1 / (1 + np.exp(-before))
     np.testing.assert_allclose(probabilities[observed == 1], 0.995, rtol=1e-5)
     assert probabilities[observed == 0].min() >= 0.4 and probabilities[observed == 0].max() <= 0.6
-    assert any(v.name == "label_estimate_logits" for v in model.trainable_variables)
-    _fit(model, loss, rng)
+    assert any(v.name == "label_estimate_logits" for v in trainer.trainable_variables)
+    _fit(trainer, loss, rng)
     after = to_numpy(table)
     assert not np.allclose(before, after)
+    # The model a user deploys holds its weights only: the same variables as a model never trained with ROLE.
     path = os.path.join(tmp_path, "role.keras")
-    model.save(path)
+    trainer.task.save(path)
+    plain = os.path.join(tmp_path, "plain.keras")
+    PatchPUClassifier.create(NUM_LABELS, **TINY).save(plain)
+    assert len(_saved_variable_names(path)) == len(_saved_variable_names(plain))
     loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(to_numpy(loaded.loss_state.table("label_estimate_logits")), after)
-    assert isinstance(loaded.loss, losses.ROLE)
+    assert not any("label_estimate" in v.path for v in loaded.variables)
+    # The run's checkpoint (the training model's weights) holds the table.
+    checkpoint = os.path.join(tmp_path, "run.weights.h5")
+    trainer.save_weights(checkpoint)
+    fresh = _model(loss, observed=observed)
+    fresh.load_weights(checkpoint)
+    np.testing.assert_array_equal(to_numpy(fresh.loss_state.table("label_estimate_logits")), after)
 
 
 def test_large_loss_permanent_flips_persist_and_follow_the_schedule(rng, tmp_path):
     loss = losses.LargeLoss("permanent", delta_rel=0.125)
     _, observed = _data(rng)
     model = _model(loss, observed=observed)
+    callbacks = [LossStateCallback(loss, model.loss_state)]
     _fit(model, loss, rng, epochs=1)
     stored = to_numpy(model.loss_state.table("observed"))
     np.testing.assert_array_equal(stored, observed)  # epoch 0: rate 0, no flip
     assert int(to_numpy(model.loss_state.epoch)) == 0
-    model.fit(array_dataset(_data(rng)[0], observed_labels=observed, batch_size=4), epochs=2, initial_epoch=1, verbose=0)
+    model.fit(array_dataset(_data(rng)[0], observed_labels=observed, batch_size=4), epochs=2, initial_epoch=1,
+              verbose=0, callbacks=callbacks)
     assert int(to_numpy(model.loss_state.epoch)) == 1
     stored = to_numpy(model.loss_state.table("observed"))
     flipped = (stored == 1) & (observed == 0)
@@ -285,24 +325,26 @@ def test_large_loss_permanent_flips_persist_and_follow_the_schedule(rng, tmp_pat
     assert np.all(stored[observed == 1] == 1)
     # Epoch 2: the published LL-Cp flips the same k = 2 per batch again (a rate
     # growing to 0.25 would flip 4 per batch, 12 in all).
-    model.fit(array_dataset(_data(rng)[0], observed_labels=observed, batch_size=4), epochs=3, initial_epoch=2, verbose=0)
+    model.fit(array_dataset(_data(rng)[0], observed_labels=observed, batch_size=4), epochs=3, initial_epoch=2,
+              verbose=0, callbacks=callbacks)
     stored = to_numpy(model.loss_state.table("observed"))
     assert ((stored == 1) & (observed == 0)).sum() == 8
-    model.save(os.path.join(tmp_path, "llcp.keras"))
-    loaded = keras.models.load_model(os.path.join(tmp_path, "llcp.keras"))
-    np.testing.assert_array_equal(to_numpy(loaded.loss_state.table("observed")), stored)
+    model.save_weights(os.path.join(tmp_path, "llcp.weights.h5"))
+    fresh = _model(loss, observed=observed)
+    fresh.load_weights(os.path.join(tmp_path, "llcp.weights.h5"))
+    np.testing.assert_array_equal(to_numpy(fresh.loss_state.table("observed")), stored)
 
 
 def test_stateful_loss_without_state_is_a_clear_error(rng):
-    model = PatchPUClassifier(NUM_LABELS, **TINY)
-    with pytest.raises(ValueError, match="loss_state=loss.make_state"):
+    model = PatchPUClassifier.create(NUM_LABELS, **TINY)
+    with pytest.raises(ValueError, match=r"TrainingModel\(model, loss.make_state\(observed_labels\)\)"):
         _fit(model, losses.ROLE(1.38), rng)
 
 
 def test_boost_lu_maps_and_outputs(rng):
     images = rng.integers(0, 256, (2, 32, 32, 3)).astype("uint8")
-    plain = CAMClassifier(NUM_LABELS, backbone="tiny", image_size=32)
-    boosted = CAMClassifier(NUM_LABELS, backbone="tiny", image_size=32, boost_lu_alpha=5.0)
+    plain = CAMClassifier.create(NUM_LABELS, backbone="tiny", image_size=32)
+    boosted = CAMClassifier.create(NUM_LABELS, backbone="tiny", image_size=32, boost_lu_alpha=5.0)
     boosted.set_weights(plain.get_weights())
     cam = to_numpy(plain(images)["cam"])
     out = {k: to_numpy(v) for k, v in boosted(images).items()}
@@ -314,12 +356,13 @@ def test_boost_lu_maps_and_outputs(rng):
 
 def test_resnet50_backbone_from_scratch():
     """The one ResNet-50 the suite builds (recipe tests record the backbone instead)."""
-    model = CAMClassifier(20, backbone="resnet50", image_size=64)
+    model = CAMClassifier.create(20, backbone="resnet50", image_size=64)
     # keras.applications.ResNet50(weights=None, include_top=False): 23,587,712; the 1x1 head: 2048 x 20 + 20.
     assert model.count_params() == 23_587_712 + 2048 * 20 + 20
-    assert model.backbone.name == "resnet50" and model.backbone.output.shape[-1] == 2048
+    assert model.backbone.features.name == "resnet50" and model.backbone.output_channels == 2048
     config = model.get_config()
-    assert config["backbone"] == "resnet50" and config["image_size"] == 64
-    clone = CAMClassifier.from_config({**config, "backbone": "tiny"})
+    assert config["backbone"]["config"]["architecture"] == "resnet50" and model.image_size == 64
+    tiny = {**config["backbone"], "config": {**config["backbone"]["config"], "architecture": "tiny"}}
+    clone = CAMClassifier.from_config({**config, "backbone": tiny})
     assert (clone.num_labels, clone.image_size, clone.boost_lu_alpha) == (20, 64, None)
     assert PatchPUClassifier.from_config(_model(losses.AssumeNegative()).get_config()).num_labels == NUM_LABELS

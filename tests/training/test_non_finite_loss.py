@@ -8,7 +8,7 @@ import pytest
 
 import recipes
 from patchpu_keras import training
-from patchpu_keras.models.multi_label_model import MultiLabelModel
+from patchpu_keras.models import TrainingModel
 from patchpu_keras.training import NonFiniteLossError, read_checkpoint
 
 from tests.configs import TINY_DEMO_OVERRIDES
@@ -20,13 +20,13 @@ def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_pat
     # NaN. The epoch is read from the stateful loss's `LossState` (a model
     # variable), which every backend hands to `compute_loss`, JAX's stateless step too.
     config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES + ["epochs=3", "loss=ll_r"])
-    original = MultiLabelModel.compute_loss
+    original = TrainingModel.compute_loss
 
     def nan_from_epoch_2(self, *args, **kwargs):
         loss = original(self, *args, **kwargs)
         return keras.ops.where(self.loss_state.epoch >= 1, np.nan, loss)
 
-    monkeypatch.setattr(MultiLabelModel, "compute_loss", nan_from_epoch_2)
+    monkeypatch.setattr(TrainingModel, "compute_loss", nan_from_epoch_2)
     with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 1 \(step 3 of the run\)") as caught:
         training.train(config, str(tmp_path), verbose=0)
     assert "the last good checkpoint (after epoch 1) is kept in" in str(caught.value)
