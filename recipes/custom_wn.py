@@ -12,9 +12,8 @@ are the paper's (Jouanneau et al., VISAPP 2023, sec. 4.1.2: 640x640, 3
 resolutions, factor 2, 64x64 patches stride 64, F = 256, 25 epochs, batch 16,
 LAMB halved every 5 epochs, weight decay 1e-4, theta = 0) but for the learning
 rate: 5e-3 instead of the paper's 1e-3, chosen by experiment on datasets of 500,
-2,000 and 8,000 images, where it gained 8.3, 6.9 and 3.6 mAP points and a step
-floor did not help (`bench/schedule_study.py`, docs/recipes.md). There is no reference
-number for your data.
+2,000 and 8,000 images (`bench/schedule_study.py`; the numbers: docs/recipes.md,
+"`custom_wn`'s defaults, measured"). There is no reference number for your data.
 """
 
 from ._paper import paper_settings

@@ -9,9 +9,8 @@ their full labels. The paper's structure at a smaller scale: 3 resolutions,
 factor 2, patches one item wide (28x28, 16 + 4 + 1 = 21 per image), F = 256,
 LAMB with weight decay 1e-4, batch 16. The paper's lr 1e-3 halved every 5 epochs
 is for 25 epochs of 5,717 images (~9,000 steps); the demo has 6 x 125 = 750
-steps, so it starts at 5e-3 and halves every 2 epochs (1e-2 diverged, 1e-3 was
-still far from converged when the 5-minute budget ran out).
-Measured numbers: docs/benchmarks.md.
+steps, so it starts at 5e-3 and halves every 2 epochs (1e-2 diverged, 1e-3
+converged too slowly for the demo's steps). Measured numbers: docs/benchmarks.md.
 """
 
 

@@ -103,7 +103,7 @@ def resolve_jit_compile(value):
     - JAX: `True`. Keras runs an un-jitted JAX step op by op, many times slower.
     - TensorFlow: `True` when a GPU is visible (XLA fuses the embedder's
       convolutions, batch norms and activations), `False` on CPU, where XLA's
-      convolutions made this model 7-10x slower than oneDNN's.
+      convolutions were measured slower than oneDNN's.
     - PyTorch: `False` (Keras' `jit_compile=True` goes through `torch.compile`,
       which the project does not test).
 
