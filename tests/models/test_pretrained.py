@@ -137,7 +137,7 @@ def test_pretrained_cam_saves_and_loads_without_the_file(resnet_files, offline, 
 
     monkeypatch.setattr(pretrained, "application", _architecture_only(pretrained.application))
     loaded = keras.models.load_model(tmp_path / "cam.keras")
-    assert loaded.preprocessing == "caffe" and loaded.backbone_weights == resnet_files["weights"]
+    assert loaded.preprocessing == "caffe" and loaded.backbone.backbone_weights == resnet_files["weights"]
     assert loaded.get_config() == model.get_config()
     np.testing.assert_allclose(to_numpy(loaded(images, training=False)["probabilities"]), expected, rtol=1e-5, atol=1e-6)
 
@@ -226,7 +226,7 @@ def test_imagenet_embedder_matches_keras_efficientnet_on_raw_pixels(efficientnet
     monkeypatch.setattr(pretrained, "weights_host_reachable", lambda timeout=5.0: True)
     monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: efficientnet_files["imagenet"])
     model = PatchPUClassifier.create(4, embedder_weights="imagenet", **{**TINY, "patch_size": SIZE, "image_size": 64})
-    assert model.preprocessing == "torch" and model.embedder_weights == "imagenet"
+    assert model.preprocessing == "torch" and model.backbone.embedder_weights == "imagenet"
     cut, base = _efficientnet_cut("imagenet")  # with Keras' extra rescaling for these weights
     _assert_layers_equal_pairs(model, base)
     patches = _images(rng)
@@ -246,8 +246,8 @@ def test_pretrained_patch_model_saves_and_loads_without_the_file(efficientnet_fi
     model.save(tmp_path / "patch.keras")
     monkeypatch.setattr(pretrained, "application", _architecture_only(pretrained.application))
     loaded = keras.models.load_model(tmp_path / "patch.keras")
-    assert loaded.preprocessing == "torch" and loaded.embedder_weights == efficientnet_files["imagenet"]
+    assert loaded.preprocessing == "torch" and loaded.backbone.embedder_weights == efficientnet_files["imagenet"]
     assert loaded.get_config() == model.get_config()
     np.testing.assert_allclose(to_numpy(loaded(images, training=False)["probabilities"]), expected, rtol=1e-5, atol=1e-6)
     scratch = PatchPUClassifier.create(4, **TINY)
-    assert scratch.get_config()["preprocessing"] == "unit" and scratch.get_config()["embedder_weights"] is None
+    assert scratch.backbone.get_config()["preprocessing"] == "unit" and scratch.backbone.get_config()["embedder_weights"] is None

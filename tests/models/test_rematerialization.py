@@ -70,6 +70,6 @@ def test_the_recipe_key_reaches_the_model_and_its_config():
     assert config["rematerialize_embedder"] is False
     model = build_model({**config, "rematerialize_embedder": True}, num_labels=3)
     assert model.backbone.embedder.rematerialize and all(block.rematerialize for block in model.backbone.embedder.blocks)
-    assert model.get_config()["rematerialize_embedder"] is True
-    assert type(model).from_config(model.get_config()).embedder.rematerialize
+    assert model.backbone.get_config()["rematerialize_embedder"] is True
+    assert type(model).from_config(model.get_config()).backbone.embedder.rematerialize
     assert not build_model(config, num_labels=3).backbone.embedder.rematerialize
