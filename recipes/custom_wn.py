@@ -30,4 +30,5 @@ def get_config():
         "loss": "weak_negative",
         "regime": "observed",
         "learning_rate": LEARNING_RATE,
+        "val_fraction": 0.1,  # validation images, annotated like the training ones
     }

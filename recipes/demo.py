@@ -33,6 +33,7 @@ def get_config():
         "redraw_each_epoch": False,
         "holdout_fraction": 0.1,  # data on disk without a test split
         "holdout_seed": 0,
+        "val_fraction": 0.1,  # validation images: this seeded part of the training mosaics (seed holdout_seed)
         "flip": True,
         "cache": None,
         # Model
@@ -53,6 +54,7 @@ def get_config():
         "lr_decay_rate": 0.5,
         "weight_decay": 1e-4,
         "seed": 0,
+        "early_stopping_patience": None,  # epochs without a better val_map before stopping; None: never
         # The compared methods' keys whose demo value differs from the defaults
         # (`patchpu_keras.training.method_defaults`).
         "expected_positives": 2.26,  # EPR / ROLE k: mean labels per training mosaic (measured)
