@@ -11,7 +11,9 @@ LAMB with weight decay 1e-4, batch 16. The paper's lr 1e-3 halved every 5 epochs
 is for 25 epochs of 5,717 images (~9,000 steps); the demo has 6 x 125 = 750
 steps, so it starts at 5e-3 and halves every 2 epochs (1e-2 diverged, 1e-3 was
 still far from converged when the 5-minute budget ran out).
-Measured numbers: docs/benchmarks.md.
+A seeded 10% of the training mosaics (`val_fraction`) validates every epoch;
+`best_model.keras` is the epoch with the best validation mAP, and the held-out
+mosaics are scored once, with it. Measured numbers: docs/benchmarks.md.
 """
 
 
