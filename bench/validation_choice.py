@@ -1,6 +1,8 @@
 """How well the validation split picks the epoch: per-epoch validation and test mAP of one run.
 
     nice python bench/validation_choice.py --out runs/validation_choice [--set epochs=10]
+    nice python bench/validation_choice.py --out runs/validation_choice_half \
+        --set image_size=56 --set item_size=14 --set patch_size=14 --set stride=14
 
 Trains a recipe (the demo by default) with `train`, and after every epoch also
 scores the validation split against its observed labels (what own data would
@@ -45,6 +47,9 @@ class EpochScores(keras.callbacks.Callback):
         self.val_map_observed.append(_map((val["observed_labels"] > 0).astype("float32"), val["probabilities"]))
         test = predict_labelled(self.model, self.test, self.batch_size)
         self.test_map.append(_map(test["full_labels"], test["probabilities"]))
+        print(f"epoch {epoch + 1}: val_map (full labels) {logs.get('val_map', float('nan')):.4f}, "
+              f"val mAP (observed labels) {self.val_map_observed[-1]:.4f}, test mAP {self.test_map[-1]:.4f}",
+              flush=True)
 
 
 def _kept(values):

@@ -18,7 +18,7 @@ from tests.configs import TINY_DEMO, set_options
 
 def test_the_validation_split_is_a_seeded_part_of_the_training_images_annotated_like_them():
     config = recipes.apply_overrides(recipes.load("demo"), [f"{k}={v}" for k, v in TINY_DEMO.items()]
-                                     + ["val_fraction=0.25", "holdout_seed=3"])
+                                     + ["val_fraction=0.25", "holdout_seed=3", "items_per_image=2,2"])
     train_rows, val_rows = validation_rows(36, 0.25, 3)
     assert len(val_rows) == 9 and not set(train_rows) & set(val_rows)
     assert sorted([*train_rows, *val_rows]) == list(range(36))
@@ -30,8 +30,8 @@ def test_the_validation_split_is_a_seeded_part_of_the_training_images_annotated_
         (x.numpy(), y["full_labels"].numpy(), y["observed_labels"].numpy()) for x, y in data.val]))
     np.testing.assert_array_equal(full, mosaics["train"]["full_labels"][val_rows])
     np.testing.assert_allclose(images[..., 0], mosaics["train"]["images"][val_rows].astype("float32"))
-    # Single positives, like the training split's: one observed positive, a true one.
-    assert np.all((observed == 1).sum(axis=1) == 1) and np.all(full[observed == 1] == 1)
+    # Single positives, like the training split's: one observed positive, a true one, where two are present.
+    assert np.any(full.sum(axis=1) == 2) and np.all((observed == 1).sum(axis=1) == 1) and np.all(full[observed == 1] == 1)
     np.testing.assert_array_equal(observed, data.val_observed_labels)
     assert len(data.observed_labels) == 27
     # The paper's protocol: no validation split.
@@ -95,11 +95,14 @@ def test_a_finished_run_is_kept_evaluated_from_its_report_and_replaced_only_with
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code != 0 and "--force" in refused.output and "finished run" in refused.output
 
-    # evaluate reads the recipe and settings from the run's report.json: the same data, the same mAP.
+    # evaluate reads the recipe and settings from the run's report.json: the run's 16 test mosaics
+    # (the demo recipe alone has 600, at another size), with their labels.
     evaluated = CliRunner().invoke(cli, ["evaluate", "--model", os.path.join(out, BEST_MODEL)])
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.load(open(os.path.join(out, "eval-test", "metrics.json")))
-    assert metrics["map"] == pytest.approx(report["map"], abs=1e-5)
+    test_labels = np.concatenate([y["full_labels"].numpy() for _, y in load_data(report["config"], splits=("test",)).test])
+    assert metrics["num_images"] == report["num_test_images"] == 16
+    assert [row["num_positives"] for row in metrics["per_class"]] == test_labels.sum(axis=0).astype(int).tolist()
     assert "warning: the test split has 16 image(s)" in evaluated.output and "UserWarning" not in evaluated.output
 
     # The kept model's validation predictions, with the validation images' labels.
