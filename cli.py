@@ -191,9 +191,10 @@ def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batc
     with printed_warnings() as warn:
         config = _evaluation_config(model_path, recipe, assignments, data_dir, source)
         for key, (trained, given) in evaluation.data_differences(model_path, config).items():
-            option = f"--data-dir {trained}" if key == "data_dir" else f"--set {key}={trained!r}"
+            option = (f"add --set {key}={trained!r}" if key != "data_dir" else
+                      f"add --data-dir {trained}" if trained is not None else "leave out --data-dir")
             warn(f"the model was trained with {key}={trained!r}, the recipe gives {given!r}; "
-                 f"add {option} to evaluate on the same data")
+                 f"{option} to evaluate on the same data")
         model = _load(model_path)
         try:
             report = evaluation.evaluate(
