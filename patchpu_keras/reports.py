@@ -48,8 +48,7 @@ def printed_warnings(echo=None):
         The `WarningLines`; call it with a message to warn the same way.
     """
     lines = WarningLines(echo)
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
+    with warnings.catch_warnings():  # the filters stay as they are; only how warnings print changes
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: lines(
             str(message))
         yield lines
