@@ -42,7 +42,6 @@ import concurrent.futures
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -193,24 +192,15 @@ def finished_report(command, run_dir):
     return report
 
 
-def _resumable(command, run_dir):
-    """Whether `run_dir` holds an interrupted run of this very command (then it resumes)."""
-    recorded = os.path.join(run_dir, "command.txt")
-    if not os.path.exists(os.path.join(run_dir, "checkpoint", "state.json")):
-        return False
-    if os.path.exists(recorded) and _what_it_trains(open(recorded).read().strip()) == _what_it_trains(
-        command_line(command)
-    ):
-        return True
-    # An interrupted run of other settings is not a result: start over, as before.
-    shutil.rmtree(os.path.join(run_dir, "checkpoint"))
-    return False
-
-
 def run_once(command, run_dir, env):
-    """Runs one training command (resuming its interrupted run); returns its report, or raises."""
+    """Runs one training command; returns its report, or raises.
+
+    A folder with a checkpoint is continued with `train --resume`, which
+    checks that the checkpoint was made with the same recipe and refuses it
+    otherwise (the error is reported like any failed run).
+    """
     os.makedirs(run_dir, exist_ok=True)
-    resume = _resumable(command, run_dir)
+    resume = os.path.exists(os.path.join(run_dir, "checkpoint", "state.json"))
     with open(os.path.join(run_dir, "command.txt"), "w") as handle:
         handle.write(command_line(command) + "\n")
     with open(os.path.join(run_dir, "train.log"), "a" if resume else "w") as log:

@@ -1,6 +1,5 @@
 """Command line of patchpu-keras: `patchpu --help` (or `python cli.py --help` in a checkout)."""
 
-import contextlib
 import json
 import os
 import time
@@ -43,17 +42,6 @@ set_option = click.option(
 )
 
 
-@contextlib.contextmanager
-def _plain_warnings():
-    """Warnings (e.g. each skipped image file) as one `Warning: ...` line, without source lines."""
-    original = warnings.formatwarning
-    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"Warning: {message}\n"
-    try:
-        yield
-    finally:
-        warnings.formatwarning = original
-
-
 def _config(recipe, assignments, data_dir=None, source=None):
     """The recipe with `--set`, `--data-dir` and `--source` applied, checked before any data is read.
 
@@ -81,12 +69,18 @@ def _config(recipe, assignments, data_dir=None, source=None):
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted run in --out from its last checkpoint (same recipe and --set "
                    "options; --epochs may grow).")
+@click.option("--force", is_flag=True,
+              help="Replace the finished or interrupted run in --out (its files and eval-*/ are removed).")
 @set_option
-def train(recipe, data_dir, source, epochs, out, resume, assignments):
+def train(recipe, data_dir, source, epochs, out, resume, force, assignments):
     """Train a recipe, evaluate it on its held-out set and write a report.
 
-    Checkpoints go to OUT/checkpoint/ after every epoch (and every N steps with
-    --set checkpoint_every=N); TensorBoard event files to OUT/logs/.
+    Prints the run plan and a time estimate first. With a validation split
+    (--set val_fraction=F), OUT/best_model.keras is the epoch with the best
+    validation mAP, and the test split is scored with it, once. Checkpoints go
+    to OUT/checkpoint/ after every epoch (and every N steps with --set
+    checkpoint_every=N); TensorBoard event files to OUT/logs/. A finished run
+    in OUT is not replaced without --force.
     """
     config = _config(recipe, assignments, data_dir, source)
     if epochs is not None:
@@ -95,15 +89,19 @@ def train(recipe, data_dir, source, epochs, out, resume, assignments):
         raise click.BadParameter("--resume continues the run in --out: pass --out RUN_DIR.")
     out = out or os.path.join("runs", f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
 
-    from patchpu_keras.reports import format_training_report
+    from patchpu_keras.reports import format_training_report, printed_warnings
     from patchpu_keras.training import NonFiniteLossError, train as run
 
-    try:
-        with _plain_warnings():
-            report = run(config, out, resume=resume)
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(format_training_report(report, out))
+    with printed_warnings() as warn:
+        try:
+            report = run(config, out, resume=resume, force=force, print_fn=click.echo)
+        except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(format_training_report(report, out))
+        for message in report["warnings"]:
+            warn(message)
+        if warn.summary():
+            click.echo(warn.summary(), err=True)
 
 
 @cli.group()
@@ -153,6 +151,13 @@ def _report_skipped(record):
 
 def _finish(done, skipped, verb):
     click.echo(f"{verb} {done} image(s), skipped {skipped} unreadable", err=True)
+    if done == 0 and skipped == 0:
+        from patchpu_keras.data.image_reader import IMAGE_EXTENSIONS
+
+        raise click.ClickException(
+            "no image file among the inputs: folders are searched (with their subfolders) for files "
+            f"ending in {', '.join(sorted(IMAGE_EXTENSIONS))}"
+        )
     if done == 0:
         raise click.ClickException("no readable image among the inputs")
 
@@ -165,7 +170,8 @@ MODEL_OPTION = click.option(
 
 @cli.command()
 @MODEL_OPTION
-@click.option("--recipe", required=True, help="The recipe whose data the model is evaluated on.")
+@click.option("--recipe", default=None,
+              help="The recipe whose data the model is evaluated on [default: the run's, from its report.json].")
 @data_dir_option
 @source_option
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
@@ -181,24 +187,57 @@ def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batc
     """mAP, per-class AP and P/R/F1 of a saved model on a recipe's data.
 
     Writes metrics.json, per_class.csv and pr_curves.png (best and worst classes).
-    Pass the --set overrides (and --data-dir) the model was trained with.
+    A model of a run (RUN/model.keras, RUN/best_model.keras) is evaluated on the
+    run's data with its settings, read from RUN/report.json; --recipe, --set,
+    --data-dir and --source change them.
     """
     from patchpu_keras import evaluation
-    from patchpu_keras.reports import format_evaluation_report
+    from patchpu_keras.reports import format_evaluation_report, printed_warnings
 
-    config = _config(recipe, assignments, data_dir, source)
-    for key, (trained, given) in evaluation.config_differences(model_path, config).items():
-        click.echo(f"warning: the model was trained with {key}={trained!r}, the recipe gives "
-                   f"{given!r}; add --set {key}={trained!r} to evaluate on the same data", err=True)
-    model = _load(model_path)
-    try:
-        report = evaluation.evaluate(
-            model, config, out, split=split, batch_size=batch_size,
-            model_path=model_path, recipe=recipe, localization=localization,
+    with printed_warnings() as warn:
+        config = _evaluation_config(model_path, recipe, assignments, data_dir, source)
+        for key, (trained, given) in evaluation.data_differences(model_path, config).items():
+            option = (f"add --set {key}={trained!r}" if key != "data_dir" else
+                      f"add --data-dir {trained}" if trained is not None else "leave out --data-dir")
+            warn(f"the model was trained with {key}={trained!r}, the recipe gives {given!r}; "
+                 f"{option} to evaluate on the same data")
+        model = _load(model_path)
+        try:
+            report = evaluation.evaluate(
+                model, config, out, split=split, batch_size=batch_size,
+                model_path=model_path, recipe=recipe or "the run's (report.json)", localization=localization,
+            )
+        except (ValueError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(format_evaluation_report(report))
+        small = evaluation.small_split_warning(report["num_images"], report["split"])
+        if small:
+            warn(small)
+        if warn.summary():
+            click.echo(warn.summary(), err=True)
+
+
+def _evaluation_config(model_path, recipe, assignments, data_dir, source):
+    """The recipe `evaluate` uses: `--recipe`'s, or the run's own from its report.json, then the options."""
+    if recipe is not None:
+        return _config(recipe, assignments, data_dir, source)
+    from patchpu_keras.evaluation import trained_config
+
+    trained = trained_config(model_path)
+    if trained is None:
+        raise click.BadParameter(
+            f"{model_path} has no report.json beside it (a run's): pass --recipe NAME (and the --set "
+            "options it was trained with)."
         )
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(format_evaluation_report(report))
+    try:
+        config = recipes.apply_overrides(trained, assignments)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if data_dir is not None:
+        config["data_dir"] = data_dir
+    if source is not None:
+        config["source"] = source
+    return config
 
 
 @cli.command()

@@ -14,12 +14,16 @@ import os
 import keras
 import numpy as np
 
-from patchpu_keras.data.recipe_data import TEST, load_data
+from patchpu_keras.data.recipe_data import TEST, VAL, load_data
 from patchpu_keras.diagnostics import DIAGNOSED_OUTPUTS
 from patchpu_keras.diagnostics import localization as localization_scores
 from patchpu_keras.inference import label_names_of, predict_labelled
+from patchpu_keras.metrics import per_class_average_precision
 from patchpu_keras.metrics.classification import DEFAULT_THRESHOLD, classification_report
 from patchpu_keras.reports import write_reports
+
+# Fewer held-out images than this give a mAP that says little (a few tied scores decide it).
+MIN_MEANINGFUL_IMAGES = 20
 
 # The names evaluate accepts for the held-out split.
 HELD_OUT_NAMES = ("test", "val")
@@ -77,30 +81,109 @@ def evaluation_data(config, split=None, data_dir=None, batch_size=None):
     }
 
 
-def config_differences(model_path, config):
-    """Recipe keys whose value differs from the training run's, when the run's report is there.
+def trained_config(model_path):
+    """The recipe dict a model was trained with, from the run's `report.json` beside it, or None."""
+    report_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "report.json")
+    try:
+        with open(report_path) as file:
+            return json.load(file).get("config") or None
+    except (OSError, ValueError):
+        return None
+
+
+def data_differences(model_path, config):
+    """Data settings (`DATA_KEYS`) of `config` that differ from the training run's, when its report is there.
 
     `cli.py train` writes `report.json` (with the config it trained with) beside
     `model.keras`. Evaluating with other data settings (another `image_size`, a
     different `data_seed`) would measure the model on other data, silently.
 
     Returns:
-        `{key: (value in training, value in config)}` over `DATA_KEYS`; empty
-        when they agree or there is no report beside the model.
+        `{key: (value in training, value in config)}` over the `DATA_KEYS` both
+        give; empty when they agree or there is no report beside the model.
     """
-    report_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "report.json")
-    try:
-        with open(report_path) as file:
-            trained = json.load(file).get("config") or {}
-    except (OSError, ValueError):
-        return {}
-    differences = {}
-    for key, value in config.items():
-        if key not in DATA_KEYS or key not in trained:
-            continue
-        if json.dumps(trained[key]) != json.dumps(value):
-            differences[key] = (trained[key], value)
-    return differences
+    from patchpu_keras.training.run_checkpoint import config_differences  # training imports this module
+
+    trained = trained_config(model_path) or {}
+    keys = DATA_KEYS & set(trained) & set(config)
+    return config_differences({key: trained[key] for key in keys}, {key: config[key] for key in keys}, ignore=())
+
+
+def small_split_warning(num_images, split="test"):
+    """A warning when a held-out split is too small for its mAP to mean much, else None."""
+    if num_images >= MIN_MEANINGFUL_IMAGES:
+        return None
+    return (
+        f"the {split} split has {num_images} image(s): its mAP is decided by a few (often tied) scores "
+        f"and is not a meaningful measure; hold out at least {MIN_MEANINGFUL_IMAGES} images"
+    )
+
+
+def score_held_out(model, dataset, batch_size, class_names, keep=0, split=TEST):
+    """mAP and per-class AP of a model on a labelled split: the scoring `train` reports.
+
+    Args:
+        model: a model returning `probabilities`.
+        dataset: batches of `(images, targets)` with `full_labels`.
+        batch_size: int.
+        class_names: list of label names, in column order.
+        keep: int, first images (and attention maps) returned for heat maps.
+        split: str, the split's name for errors.
+
+    Returns:
+        A dict with `map` (NaN-free mean over the labels with a positive),
+        `per_class_ap` (`{name: AP or None}`) and `outputs` (what
+        `patchpu_keras.inference.predict_labelled` returns).
+    """
+    outputs = predict_labelled(model, dataset, batch_size, keep=keep, split=split)
+    per_class = per_class_average_precision(outputs["full_labels"], outputs["probabilities"])
+    return {
+        "map": float(np.nanmean(per_class)),
+        "per_class_ap": {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(class_names, per_class)},
+        "outputs": outputs,
+    }
+
+
+def validation_predictions(model, config, batch_size=32, data_dir=None):
+    """A model's scores on a recipe's validation split, with its labels (e.g. to choose thresholds).
+
+    The validation split is the seeded `val_fraction` of the training images
+    (`patchpu_keras.data.recipe_data.validation_rows`) that `train` monitored;
+    the training pipeline is not built.
+
+    Args:
+        model: a loaded model (e.g. a run's `best_model.keras`).
+        config: the recipe dict the model was trained with (a run's
+            `report.json` holds it: `trained_config`).
+        batch_size: int.
+        data_dir: optional str, overrides `config["data_dir"]`.
+
+    Returns:
+        A dict with `probabilities` `(n, L)`, `full_labels` `(n, L)` (None when
+        the data only has observed labels), `observed_labels` `(n, L)` in
+        {-1, 0, 1} (the annotation drawn as the training split's),
+        `class_names` and `validated_on`.
+
+    Raises:
+        ValueError: the recipe has no validation split (`val_fraction` unset).
+    """
+    config = dict(config, batch_size=batch_size)
+    if data_dir is not None:
+        config["data_dir"] = data_dir
+    data = load_data(config, splits=(VAL,))
+    if data.val is None:
+        raise ValueError(
+            "The recipe has no validation split: set `val_fraction` (e.g. --set val_fraction=0.1) and "
+            f"train with it. Received: val_fraction={config.get('val_fraction')!r}"
+        )
+    outputs = predict_labelled(model, data.val, batch_size, split=VAL)
+    return {
+        "probabilities": outputs["probabilities"],
+        "full_labels": outputs["full_labels"] if data.val_labels == "full" else None,
+        "observed_labels": outputs["observed_labels"],
+        "class_names": list(data.class_names),
+        "validated_on": data.validated_on,
+    }
 
 
 def predict_split(model, data, batch_size=32, verbose=1, collect=("probabilities",)):

@@ -5,14 +5,53 @@
 the text `cli.py` prints, so user code can print the same.
 """
 
+import contextlib
 import csv
 import json
 import os
+import sys
+import warnings
 
 from patchpu_keras.metrics.classification import PER_CLASS_COLUMNS, precision_recall_curve
 from patchpu_keras.visualization import precision_recall_figure
 
 NUM_CURVES_EACH_SIDE = 3
+WARNING_PREFIX = "warning: "
+
+
+def format_warning(message):
+    """The one way every command prints a warning: a `warning: ...` line."""
+    return f"{WARNING_PREFIX}{message}"
+
+
+class WarningLines:
+    """Prints warnings as `warning: ...` lines on stderr, and counts them (see `printed_warnings`)."""
+
+    def __init__(self, echo=None):
+        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.count = 0
+
+    def __call__(self, message):
+        self.count += 1
+        self.echo(format_warning(message))
+
+    def summary(self):
+        """`N warning(s) above`, or None without any."""
+        return f"{self.count} warning(s) above" if self.count else None
+
+
+@contextlib.contextmanager
+def printed_warnings(echo=None):
+    """Inside, Python warnings (e.g. each skipped image file) print as counted `warning: ...` lines.
+
+    Yields:
+        The `WarningLines`; call it with a message to warn the same way.
+    """
+    lines = WarningLines(echo)
+    with warnings.catch_warnings():  # the filters stay as they are; only how warnings print changes
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: lines(
+            str(message))
+        yield lines
 
 
 def _best_and_worst(per_class, count=NUM_CURVES_EACH_SIDE):
@@ -69,8 +108,15 @@ def format_training_report(report, out_dir):
     for action, by_reason in report.get("files_skipped", {}).items():
         lines.append(f"Files {action}: " + ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
                      + " (`python cli.py data summary` lists them)")
+    if report.get("kept_model") == "best_model.keras":
+        lines.append(f"Kept epoch {report['kept_epoch']} of {report['epochs_completed']} (best validation mAP "
+                     f"{report['best_val_map']:.4f} against its {report['validated_on'].split(' ')[0]}"
+                     + (", stopped early" if report.get("stopped_early") else "") + "): the test mAP above is its")
+    else:
+        lines.append(f"Kept the last epoch ({report['epochs_completed']}): no validation split (val_fraction)")
+    files = report.get("files") or ["model.keras", "report.json", "heatmaps/"]
     lines.append(f"{report['epochs_completed']} epochs in {report['train_seconds']:.0f} s; wrote {out_dir}/"
-                 "{model.keras,report.json,heatmaps/}")
+                 "{" + ",".join(files) + "}")
     lines.append(json.dumps({"map": report["map"], "out": out_dir}))
     return "\n".join(lines)
 

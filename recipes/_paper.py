@@ -14,6 +14,7 @@ def paper_settings():
         "redraw_each_epoch": False,
         "holdout_fraction": 0.1,  # folders/manifests without a test split
         "holdout_seed": 0,
+        "val_fraction": 0.0,  # the paper's protocol: no validation split, the last epoch is kept
         "flip": True,
         "cache": None,  # None: no cache; true: resized images in memory; a path: on disk
         # Model: the patch model's defaults are sec. 4.1.2's (3 resolutions, factor 2,
@@ -28,6 +29,7 @@ def paper_settings():
         "lr_decay_rate": 0.5,
         "weight_decay": 1e-4,
         "seed": 0,
+        "early_stopping_patience": None,  # epochs without a better val_map before stopping; None: never
     }
 
 

@@ -17,6 +17,7 @@ PEERS_PROTOCOL = {
     "lr_decay_rate": 1.0,
     "batch_size": 16,
     "epochs": 10,
+    "val_fraction": 0.2,  # 20 % of the training images validate, annotated as the training ones
 }
 
 

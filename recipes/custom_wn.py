@@ -7,7 +7,9 @@ or one manifest (`*.csv` / `*.jsonl` with `path`, `split`, `labels`, optional
 `negatives`); see docs/datasets.md. The labels are the ones the data gives
 (`regime=observed`): an image's observed positives are the folders it is in.
 Without a test split, a seeded 10% of the training images is held out and
-evaluated on its observed labels (the report says so). Model and optimisation
+evaluated on its observed labels (the report says so); another seeded 10% of the
+training images validates every epoch (`val_fraction`, annotated like the
+training images), and `best_model.keras` is the epoch with the best validation mAP. Model and optimisation
 are the paper's (Jouanneau et al., VISAPP 2023, sec. 4.1.2: 640x640, 3
 resolutions, factor 2, 64x64 patches stride 64, F = 256, 25 epochs, batch 16,
 LAMB halved every 5 epochs, weight decay 1e-4, theta = 0) but for the learning
@@ -29,4 +31,5 @@ def get_config():
         "loss": "weak_negative",
         "regime": "observed",
         "learning_rate": LEARNING_RATE,
+        "val_fraction": 0.1,  # validation images, annotated like the training ones
     }

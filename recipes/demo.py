@@ -10,7 +10,10 @@ factor 2, patches one item wide (28x28, 16 + 4 + 1 = 21 per image), F = 256,
 LAMB with weight decay 1e-4, batch 16. The paper's lr 1e-3 halved every 5 epochs
 is for 25 epochs of 5,717 images (~9,000 steps); the demo has 6 x 125 = 750
 steps, so it starts at 5e-3 and halves every 2 epochs (1e-2 diverged, 1e-3
-converged too slowly for the demo's steps). Measured numbers: docs/benchmarks.md.
+converged too slowly for the demo's steps).
+A seeded 10% of the training mosaics (`val_fraction`) validates every epoch;
+`best_model.keras` is the epoch with the best validation mAP, and the held-out
+mosaics are scored once, with it. Measured numbers: docs/benchmarks.md.
 """
 
 
@@ -32,6 +35,7 @@ def get_config():
         "redraw_each_epoch": False,
         "holdout_fraction": 0.1,  # data on disk without a test split
         "holdout_seed": 0,
+        "val_fraction": 0.1,  # validation images: this seeded part of the training mosaics (seed holdout_seed)
         "flip": True,
         "cache": None,
         # Model
@@ -52,6 +56,7 @@ def get_config():
         "lr_decay_rate": 0.5,
         "weight_decay": 1e-4,
         "seed": 0,
+        "early_stopping_patience": None,  # epochs without a better val_map before stopping; None: never
         # The compared methods' keys whose demo value differs from the defaults
         # (`patchpu_keras.training.method_defaults`).
         "expected_positives": 2.26,  # EPR / ROLE k: mean labels per training mosaic (measured)

@@ -8,9 +8,10 @@ Model keyword arguments (`TINY`) and recipe overrides (`TINY_PAPER`,
 TINY = dict(image_size=32, patch_size=16, num_resolutions=2, embedding_dim=16, mlp_units=16)
 # The paper's recipes (640x640, 64x64 patches) shrunk to TINY.
 TINY_PAPER = {**TINY, "stride": 16}
-# The demo recipe shrunk to seconds: 56x56 mosaics, 28x28 patches, 2 levels.
+# The demo recipe shrunk to seconds: 56x56 mosaics, 28x28 patches, 2 levels; its val_fraction of
+# 0.1 holds out 4 of the 36 training mosaics for validation, leaving 2 batches of 16.
 TINY_DEMO = {
-    "num_train": 32, "num_test": 16, "image_size": 56, "num_resolutions": 2,
+    "num_train": 36, "num_test": 16, "image_size": 56, "num_resolutions": 2,
     "embedding_dim": 16, "mlp_units": 16, "batch_size": 16,
 }
 

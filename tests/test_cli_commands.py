@@ -58,7 +58,8 @@ def test_evaluate_warns_when_the_recipe_differs_from_the_run(run_dir, tmp_path):
         cli, ["evaluate", "--model", model, "--recipe", "demo", "--data-dir", missing] + SET_TINY_DEMO[:-2]
     )
     assert result.stderr.count("warning:") == 1
-    assert f"the model was trained with data_dir=None, the recipe gives {missing!r}" in result.stderr
+    assert (f"the model was trained with data_dir=None, the recipe gives {missing!r}; leave out --data-dir"
+            in result.stderr)
     assert result.exit_code != 0 and f"--data-dir {missing} does not exist" in result.output
     result = CliRunner().invoke(cli, ["evaluate", "--model", model, "--recipe", "demo", "--data-dir", missing])
     assert "the model was trained with image_size=56, the recipe gives 112; add --set image_size=56" in result.stderr
@@ -84,6 +85,28 @@ def test_predict_prints_json_lines_and_skips_unreadable_files(run_dir, image_fil
     assert "predicted 2 image(s), skipped 1 unreadable" in result.stderr
     nothing = CliRunner().invoke(cli, ["predict", "--model", str(run_dir / "model.keras"), str(broken)])
     assert nothing.exit_code == 1 and "no readable image" in nothing.output and nothing.stdout == ""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    none_found = CliRunner().invoke(cli, ["predict", "--model", str(run_dir / "model.keras"), str(empty)])
+    assert none_found.exit_code == 1 and "no image file among the inputs" in none_found.output
+
+
+def test_evaluate_reads_the_runs_recipe_and_settings_from_its_report(run_dir, tmp_path):
+    model = str(run_dir / "model.keras")
+    given = CliRunner().invoke(cli, ["evaluate", "--model", model, "--recipe", "demo", "--out", str(tmp_path / "a")]
+                               + SET_TINY_DEMO)
+    from_report = CliRunner().invoke(cli, ["evaluate", "--model", model, "--out", str(tmp_path / "b")])
+    assert given.exit_code == 0 and from_report.exit_code == 0, from_report.output
+    a, b = (json.load(open(tmp_path / name / "metrics.json")) for name in ("a", "b"))
+    assert b["num_images"] == 16 and b["map"] == pytest.approx(a["map"], abs=1e-6)
+    assert b["per_class"] == a["per_class"]
+    # The run's tiny test split: a warning, printed as every command prints them.
+    assert "warning: the test split has 16 image(s)" in from_report.stderr and "1 warning(s)" in from_report.stderr
+    alone = tmp_path / "alone.keras"
+    shutil.copy(model, alone)
+    refused = CliRunner().invoke(cli, ["evaluate", "--model", str(alone)])
+    assert refused.exit_code == 2 and "pass --recipe NAME" in refused.output
 
 
 def test_explain_writes_figures_and_skips_unreadable_files(run_dir, image_files, tmp_path):

@@ -9,7 +9,7 @@ from sklearn import metrics as sk
 import recipes
 from patchpu_keras import PatchPUClassifier
 from patchpu_keras.data import CLASS_NAMES
-from patchpu_keras.evaluation import config_differences, evaluate, evaluation_data
+from patchpu_keras.evaluation import data_differences, evaluate, evaluation_data
 from patchpu_keras.metrics import (
     best_f1_threshold,
     classification_report,
@@ -131,15 +131,15 @@ def test_evaluate_refuses_a_model_with_other_labels(tiny_model, tmp_path):
         evaluate(PatchPUClassifier.create(3, image_size=32, patch_size=16, num_resolutions=1), TINY_DEMO, tmp_path, verbose=0)
 
 
-def test_config_differences_flag_data_settings_of_the_run(tmp_path):
+def test_data_differences_flag_data_settings_of_the_run(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"config": {**TINY_DEMO, "epochs": 1}}))
     model_path = tmp_path / "model.keras"
-    assert config_differences(model_path, TINY_DEMO) == {}
+    assert data_differences(model_path, TINY_DEMO) == {}
     demo = recipes.load("demo")
-    differences = config_differences(model_path, demo)
+    differences = data_differences(model_path, demo)
     assert differences["image_size"] == (56, 112) and differences["num_test"] == (16, 600)
     assert "epochs" not in differences and "embedding_dim" not in differences
-    assert config_differences(tmp_path / "elsewhere" / "model.keras", demo) == {}
+    assert data_differences(tmp_path / "elsewhere" / "model.keras", demo) == {}
 
 
 def test_a_split_given_as_a_tf_data_pipeline_gives_the_same_scores(trained_model):

@@ -16,11 +16,11 @@ from patchpu_keras.training.run_checkpoint import read_checkpoint, restore_check
 from tests.configs import TINY_DEMO_OVERRIDES as TINY_DEMO
 
 
-def _saved_model_and_its_test_map(out, report):
-    """The run's saved model and its mAP on the run's held-out mosaics."""
+def _saved_model_and_its_test_map(out, report, name=None):
+    """The run's kept model (or `name`) and its mAP on the run's held-out mosaics."""
     from patchpu_keras.data import load_data
 
-    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    model = keras.models.load_model(os.path.join(out, name or report["kept_model"]))
     data = load_data(report["config"], splits=("test",))
     images, targets = zip(*[(x.numpy(), y["full_labels"].numpy()) for x, y in data.test])
     scores = model.predict(np.concatenate(images), verbose=0)["probabilities"]
@@ -41,8 +41,12 @@ def _assert_the_saved_annotation_is_the_regimes_draw(out, config):
     from patchpu_keras.data import observe
     from patchpu_keras.data.mosaics import recipe_mosaics
 
+    from patchpu_keras.data.recipe_data import validation_rows
+
     drawn = np.load(os.path.join(out, "observed_labels.npz"))
     full = recipe_mosaics(config)["train"]["full_labels"]
+    train_rows, _ = validation_rows(len(full), config["val_fraction"], config["holdout_seed"])
+    full = full[train_rows]
     np.testing.assert_array_equal(drawn["observed_labels"], observe(full, config["regime"], seed=config["label_seed"]))
     assert np.all((drawn["observed_labels"] == 1).sum(1) == 1) and np.all(full[drawn["observed_labels"] == 1] == 1)
     assert (str(drawn["regime"]), int(drawn["label_seed"])) == (config["regime"], config["label_seed"])
@@ -85,11 +89,18 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     assert report["jit_compile"] is (keras.backend.backend() == "jax")  # "auto" on CPU
     assert f"Test mAP: {report['map']:.4f}" in result.output
 
-    # The reported mAP is the saved model's mAP on the held-out mosaics.
+    # The reported mAP is the kept model's mAP on the held-out mosaics: the best validation epoch.
     model, saved_map = _saved_model_and_its_test_map(out, report)
     assert isinstance(model, PatchPUClassifier) and model.label_names == report["class_names"]
     assert saved_map == pytest.approx(report["map"], abs=1e-5)
-    assert report["history"]["val_map"][-1] == pytest.approx(report["map"], abs=1e-5)
+    assert report["kept_model"] == "best_model.keras" and report["validated_on"] == "full_labels"
+    assert report["best_val_map"] == max(report["history"]["val_map"])
+    assert report["kept_epoch"] == 1 + int(np.argmax(report["history"]["val_map"]))
+    assert (report["num_train_images"], report["num_val_images"]) == (32, 4)
+    for name in ("model.keras", "best_model.keras", "report.json", "history.json", "observed_labels.npz"):
+        assert name in report["files"] and os.path.exists(os.path.join(out, name))
+    assert "{" + ",".join(report["files"]) + "}" in result.output
+    assert "Run plan for" in result.output and "4 validation (val_map against full labels)" in result.output
     assert report["num_parameters"] == model.count_params()
     _assert_the_saved_annotation_is_the_regimes_draw(out, report["config"])
 
@@ -105,7 +116,7 @@ def test_cli_train_writes_a_complete_run(tmp_path):
     assert "diagnostics_pointing" in diagnosed and "diagnostics_wn_weight_auc" in diagnosed
     for key in diagnosed:
         np.testing.assert_allclose(scalars[f"train/epoch_{key}"], report["history"][key], rtol=1e-6)
-    assert scalars["test/test/map"] == pytest.approx([report["map"]])
+    assert scalars["test/test/map"] == pytest.approx([report["map"]])  # scored once
     for name, ap in report["per_class_ap"].items():
         assert scalars.get(f"test/test/ap/{name}") == (None if ap is None else pytest.approx([ap]))
     # The run's checkpoint: the state and one weights file, nothing half-written.
@@ -186,8 +197,9 @@ def test_compared_methods_train_from_the_cli(tmp_path, overrides):
     report = json.load(open(os.path.join(out, "report.json")))
     assert report["status"] == "completed" and report["epochs_completed"] == 2
     assert [len(report["history"][key]) for key in ("loss", "val_loss", "val_map")] == [2, 2, 2]
-    model, saved_map = _saved_model_and_its_test_map(out, report)
+    _, saved_map = _saved_model_and_its_test_map(out, report)
     assert saved_map == pytest.approx(report["map"], abs=1e-5)
+    model = keras.models.load_model(os.path.join(out, "model.keras"))  # the last epoch's state
     observed = _assert_the_saved_annotation_is_the_regimes_draw(out, report["config"])
     # model.keras holds the model only; the loss state is in the run's checkpoint.
     assert not any("loss_state" in variable.path for variable in model.variables)

@@ -6,6 +6,12 @@ Fashion-MNIST mosaics, or VOC, COCO, TFDS, folders or a manifest under
 asks for, and returns `tf.data` pipelines in a `RecipeData`. Evaluation asks
 for the held-out split only, so it never builds the training pipeline (label
 draws, flips, redraws).
+
+With `config["val_fraction"]` set, a seeded part of the training images
+(`validation_rows`, seed `holdout_seed`) becomes the validation split: its
+annotation is drawn as the training split's (single positives, or the observed
+labels the data gives), and it is scored against its full labels where the data
+has them, else against those observed labels (`RecipeData.val_labels`).
 """
 
 import dataclasses
@@ -19,14 +25,45 @@ from patchpu_keras.data.regimes import observe
 from patchpu_keras.data.sources import load_recipe_index
 
 TRAIN = "train"
+VAL = "val"
 TEST = "test"
-SPLITS = (TRAIN, TEST)
+SPLITS = (TRAIN, VAL, TEST)
 # What a held-out split's mAP is measured against, as reports say it.
 EVALUATED_ON = {
     "full": "full_labels",
     "observed": "observed_labels (no test split in the data: a seeded part of the training images "
                 "was held out; labels not observed count as negatives, so the mAP is an estimate)",
 }
+VALIDATED_ON = {
+    "full": "full_labels",
+    "observed": "observed_labels (the validation images' annotation: labels not observed count as "
+                "negatives, so the validation mAP is an estimate)",
+}
+
+
+def validation_rows(num_images, fraction, seed):
+    """`(train_rows, val_rows)`: a seeded `fraction` of `num_images` training rows held out, both sorted.
+
+    Args:
+        num_images: int, training images before the split.
+        fraction: float in [0, 1); 0 or None keeps every image for training.
+        seed: int, seed of the draw.
+    """
+    if not fraction:
+        return np.arange(num_images), np.arange(0)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(
+            "`val_fraction` is the part of the training images held out for validation, in [0, 1). "
+            f"Received: val_fraction={fraction!r}"
+        )
+    num_val = max(1, int(round(fraction * num_images)))
+    if num_val >= num_images:
+        raise ValueError(
+            f"`val_fraction`={fraction} of {num_images} training images leaves none to train on. "
+            f"Received: val_fraction={fraction!r}, {num_images} training images"
+        )
+    order = np.random.default_rng(seed).permutation(num_images)
+    return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
 @dataclasses.dataclass
@@ -58,6 +95,16 @@ class RecipeData:
             objects (lists of `(k, 4)` and `(k,)` arrays, for pointing), or
             None when the data has none.
         test_objects: the same for the held-out images, or None.
+        val: batched `tf.data.Dataset` of the validation split (a seeded
+            `val_fraction` of the training images), in a fixed order, targets
+            with its `observed_labels` (drawn as the training split's) and
+            `full_labels` (the full labels where known, else the observed
+            positives); None without `val_fraction` or when not asked for.
+        num_val: int, validation images (0 without a validation split).
+        val_labels: "full" or "observed": what the validation mAP is measured
+            against; None without a validation split.
+        val_observed_labels: `(num_val, L)` annotation of the validation
+            images, or None.
     """
 
     train: Any
@@ -73,11 +120,20 @@ class RecipeData:
     probe: Optional[Any] = None
     probe_objects: Optional[tuple] = None
     test_objects: Optional[tuple] = None
+    val: Any = None
+    num_val: int = 0
+    val_labels: Optional[str] = None
+    val_observed_labels: Optional[Any] = None
 
     @property
     def evaluated_on(self):
         """What the held-out split's labels are, in the words of the reports."""
         return EVALUATED_ON[self.test_labels]
+
+    @property
+    def validated_on(self):
+        """What the validation split's mAP is measured against, or None without one."""
+        return None if self.val_labels is None else VALIDATED_ON[self.val_labels]
 
 
 def _check_splits(splits):
@@ -97,7 +153,9 @@ def load_data(config, splits=SPLITS, observed_labels=None, first_epoch=0):
             follow `config["regime"]` (see `patchpu_keras.data.observe`),
             drawn with `config["label_seed"]`; with `redraw_each_epoch`,
             single positives are drawn anew every epoch.
-        splits: the pipelines to build, `("train", "test")` or `("test",)`.
+        splits: the pipelines to build, any of `("train", "val", "test")`
+            ("val" is built only with `config["val_fraction"]`; asking for
+            it alone does not build the training pipeline).
         observed_labels: optional `(num_train, L)` annotation drawn earlier
             (a resumed run's `observed_labels.npz`), used instead of a new draw;
             a different shape means the data changed and raises a `ValueError`.
@@ -142,25 +200,54 @@ def _observe(config, full_labels, observed_labels=None, drawn=None):
     )
 
 
+def _split_rows(config, num_images):
+    return validation_rows(num_images, config.get("val_fraction"), config.get("holdout_seed", 0))
+
+
+def _val_fields(config, full_labels, observed_labels, make_dataset):
+    """The `RecipeData` fields of a validation split from its labels; `make_dataset(observed, full)`."""
+    observed = _observe(config, full_labels, observed_labels)
+    known = full_labels if full_labels is not None else (observed > 0).astype("float32")
+    return {
+        "val": make_dataset(observed, known),
+        "num_val": len(known),
+        "val_labels": "full" if full_labels is not None else "observed",
+        "val_observed_labels": observed,
+    }
+
+
 def _mosaic_data(config, splits, redraw, drawn, first_epoch):
     mosaics = recipe_mosaics(config)
-    train_full = mosaics[TRAIN]["full_labels"]
+    train_rows, val_rows = _split_rows(config, len(mosaics[TRAIN]["full_labels"]))
+    train_images, train_full = mosaics[TRAIN]["images"][train_rows], mosaics[TRAIN]["full_labels"][train_rows]
     test_full = mosaics[TEST]["full_labels"]
     observed = train = test = probe = probe_objects = None
+    validation = {}
     if TRAIN in splits:
         observed = _observe(config, train_full, drawn=drawn)
         size = _probe_size(config, len(train_full))
         if size:
             probe = array_dataset(
-                mosaics[TRAIN]["images"][:size], observed_labels=observed[:size],
+                train_images[:size], observed_labels=observed[:size],
                 full_labels=train_full[:size], batch_size=config["batch_size"],
             )
-            probe_objects = (mosaics[TRAIN]["boxes"][:size], mosaics[TRAIN]["item_classes"][:size])
+            probe_objects = (
+                [mosaics[TRAIN]["boxes"][row] for row in train_rows[:size]],
+                [mosaics[TRAIN]["item_classes"][row] for row in train_rows[:size]],
+            )
         train = array_dataset(
-            mosaics[TRAIN]["images"], observed_labels=observed, batch_size=config["batch_size"],
+            train_images, observed_labels=observed, batch_size=config["batch_size"],
             shuffle=True, flip=config.get("flip", True), seed=config["seed"],
             redraw_positives_from=train_full if redraw else None, label_seed=config["label_seed"],
             first_epoch=first_epoch,
+        )
+    if len(val_rows) and (TRAIN in splits or VAL in splits):
+        validation = _val_fields(
+            config, mosaics[TRAIN]["full_labels"][val_rows], None,
+            lambda observed_val, full_val: array_dataset(
+                mosaics[TRAIN]["images"][val_rows], observed_labels=observed_val, full_labels=full_val,
+                batch_size=config["batch_size"],
+            ),
         )
     if TEST in splits:
         test = array_dataset(mosaics[TEST]["images"], full_labels=test_full, batch_size=config["batch_size"])
@@ -170,15 +257,19 @@ def _mosaic_data(config, splits, redraw, drawn, first_epoch):
         train_names=None, test_labels="full", index=None, source=config["dataset"],
         probe=probe, probe_objects=probe_objects,
         test_objects=(mosaics[TEST]["boxes"], mosaics[TEST]["item_classes"]),
+        **validation,
     )
 
 
 def _disk_data(config, splits, redraw, drawn, first_epoch):
     index = load_recipe_index(config)
-    train_split, test_split = index.splits[TRAIN], index.splits[TEST]
+    pool, test_split = index.splits[TRAIN], index.splits[TEST]
+    train_rows, val_rows = _split_rows(config, len(pool))
+    train_split = pool if not len(val_rows) else pool.subset(train_rows)
     image_size, batch_size = config["image_size"], config["batch_size"]
     cache = config.get("cache", False)
     observed = train = test = probe = probe_objects = None
+    validation = {}
     if TRAIN in splits:
         observed = _observe(config, train_split.full_labels, train_split.observed_labels, drawn)
         size = _probe_size(config, len(train_split)) if train_split.full_labels is not None else 0
@@ -189,14 +280,23 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
                 train_split.subset(rows), observed_labels=observed[:size],
                 full_labels=train_split.full_labels[:size], image_size=image_size, batch_size=batch_size,
             )
-        pool = None
+        positives = None
         if redraw:
-            pool = train_split.full_labels if train_split.full_labels is not None else (
+            positives = train_split.full_labels if train_split.full_labels is not None else (
                 (train_split.observed_labels > 0).astype("float32"))
         train = image_dataset(
             train_split, observed_labels=observed, image_size=image_size, batch_size=batch_size,
             shuffle=True, flip=config.get("flip", True), seed=config["seed"], cache=cache,
-            redraw_positives_from=pool, label_seed=config["label_seed"], first_epoch=first_epoch,
+            redraw_positives_from=positives, label_seed=config["label_seed"], first_epoch=first_epoch,
+        )
+    if len(val_rows) and (TRAIN in splits or VAL in splits):
+        val_split = pool.subset(val_rows)
+        validation = _val_fields(
+            config, val_split.full_labels, val_split.observed_labels,
+            lambda observed_val, full_val: image_dataset(
+                val_split, observed_labels=observed_val, full_labels=full_val, image_size=image_size,
+                batch_size=batch_size, cache=cache if cache in (False, None, True) else f"{cache}-val",
+            ),
         )
     if TEST in splits:
         test = image_dataset(
@@ -209,4 +309,5 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
         train_names=train_split.names, test_labels=index.test_labels, index=index, source=index.source,
         probe=probe, probe_objects=probe_objects,
         test_objects=test_split.object_boxes(image_size),
+        **validation,
     )
