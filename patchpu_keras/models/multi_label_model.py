@@ -9,6 +9,7 @@ from patchpu_keras.labels import FULL_LABELS, INDEX, OBSERVED_LABELS
 from patchpu_keras.losses.loss_state_callback import LossStateCallback
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
 from patchpu_keras.losses.stateful_loss import StatefulLoss
+from patchpu_keras.metrics.classification import DEFAULT_THRESHOLD
 from patchpu_keras.models.pretrained import check_preprocessing, normalize_images
 
 
@@ -45,10 +46,17 @@ class MultiLabelModel(keras.Model):
             `patchpu_keras.models.pretrained.PREPROCESSING`: `"unit"` ([0, 1],
             from scratch), `"caffe"` (ImageNet ResNet-50) or `"torch"` (ImageNet
             EfficientNet-B0).
+        thresholds: optional list of L floats in [0, 1], the per-class decision
+            thresholds saved with the model: label `c` is predicted when
+            `probabilities[:, c] >= thresholds[c]` (`cli.py predict`, the
+            export's `labels` output). Chosen on a validation split with
+            `patchpu_keras.thresholds.choose_thresholds`; `None` is 0.5 for
+            every class.
     """
 
     def __init__(
-        self, num_labels, image_size, label_names=None, loss_state=None, preprocessing="unit", **kwargs
+        self, num_labels, image_size, label_names=None, loss_state=None, preprocessing="unit",
+        thresholds=None, **kwargs
     ):
         super().__init__(**kwargs)
         check_preprocessing(preprocessing)
@@ -73,6 +81,38 @@ class MultiLabelModel(keras.Model):
         self.label_names = label_names
         self.loss_state = loss_state
         self.preprocessing = preprocessing
+        self.set_thresholds(thresholds)
+
+    @property
+    def thresholds(self):
+        """The per-class decision thresholds, a float32 array `(L,)` (0.5 everywhere when unset)."""
+        if self.threshold_values is None:
+            return np.full(self.num_labels, DEFAULT_THRESHOLD, dtype="float32")
+        return np.asarray(self.threshold_values, dtype="float32")
+
+    def set_thresholds(self, values):
+        """Sets the per-class decision thresholds (see `thresholds` in the class docstring).
+
+        Args:
+            values: `None` (0.5 everywhere) or L floats in [0, 1], e.g. the
+                output of `patchpu_keras.thresholds.choose_thresholds`.
+        """
+        if values is not None:
+            try:
+                checked = np.asarray(values, dtype="float64")
+            except (TypeError, ValueError):
+                checked = None
+            if (
+                checked is None or checked.shape != (self.num_labels,)
+                or not np.all(np.isfinite(checked)) or np.any((checked < 0) | (checked > 1))
+            ):
+                raise ValueError(
+                    f"`thresholds` must be None or {self.num_labels} floats in [0, 1], one per label. "
+                    f"Received: thresholds={values!r}"
+                )
+            values = tuple(float(value) for value in checked)
+        # A tuple of Python floats: JSON in get_config, not tracked by Keras.
+        self.threshold_values = values
 
     @contextlib.contextmanager
     def layer_policy(self):
@@ -225,5 +265,6 @@ class MultiLabelModel(keras.Model):
                 else keras.saving.serialize_keras_object(self.loss_state)
             ),
             "preprocessing": self.preprocessing,
+            "thresholds": None if self.threshold_values is None else list(self.threshold_values),
         }
 
