@@ -199,13 +199,16 @@ def evaluate(model_path, recipe, data_dir, source, split, assignments, out, batc
 @MODEL_OPTION
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Keep labels scoring at least this [default: keep all].")
+              help="Keep labels scoring at least this, for every label (0 keeps all) "
+                   "[default: the model's per-class thresholds].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 def predict(model_path, paths, threshold, batch_size):
-    """Label scores of image files or folders, one JSON line per image.
+    """The labels of image files or folders, one JSON line per image.
 
-    Each line is {"path": ..., "labels": {name: score}}, labels by decreasing
-    score. Unreadable files are reported on stderr and skipped.
+    Each line is {"path": ..., "labels": {name: score}}: the labels the model's
+    per-class thresholds select (saved with it; 0.5 where unset), or those
+    scoring at least --threshold, by decreasing score. Unreadable files are
+    reported on stderr and skipped.
     """
     from patchpu_keras.inference import predict_files
 

@@ -79,7 +79,7 @@ def test_a_float64_score_stays_selected_by_its_float32_threshold():
     upper = np.nextafter(np.float32(0.3), np.float32(1))
     score = float(upper) - 1e-12  # between two float32 numbers, nearer the upper one
     chosen = choose_thresholds(np.array([[score], [0.1]]), full_labels=np.array([[1], [0]]))
-    assert np.float32(chosen.thresholds[0]) <= score
+    assert float(chosen.thresholds[0]) <= score  # as Python floats: no cast of the score to float32
 
 
 def test_bad_inputs_raise_clear_errors():
