@@ -78,7 +78,7 @@ def positive_share_threshold(scores, positive_share):
 
 
 def choose_thresholds(
-    probabilities, full_labels=None, observed_labels=None, positive_share=0.9,
+    probabilities, full_labels=None, observed_labels=None, positive_share=0.8,
     fallback_threshold=DEFAULT_THRESHOLD,
 ):
     """Per-class thresholds from a validation split's scores and labels.
