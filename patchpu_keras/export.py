@@ -291,7 +291,7 @@ def _write_onnx(served, path, verify, model):
     import tensorflow as tf
 
     size = served.image_size
-    thresholds = tf.constant(served.thresholds, tf.float32)
+    thresholds = served.thresholds
     input_signature = [tf.TensorSpec((None, None, None, 3), tf.float32, name=IMAGES_INPUT)]
 
     # The float signature without `label_names` (they go in the metadata).
@@ -299,7 +299,8 @@ def _write_onnx(served, path, verify, model):
     def probabilities_and_labels(images):
         resized = tf.image.resize(images, (size, size))
         probabilities = served(resized, training=False)[PROBABILITIES_OUTPUT]
-        return {PROBABILITIES_OUTPUT: probabilities, LABELS_OUTPUT: probabilities >= thresholds}
+        # A constant made inside the function: tf2onnx would take a captured one for an input.
+        return {PROBABILITIES_OUTPUT: probabilities, LABELS_OUTPUT: probabilities >= tf.constant(thresholds)}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
