@@ -269,13 +269,14 @@ def export(model_path, out, version, export_format, force):
     """Export for serving: TF SavedModel in TF Serving's layout (OUT/VERSION/), or ONNX.
 
     The SavedModel's serving_default takes encoded JPEG/PNG bytes (any size) and
-    returns probabilities and label_names; serve_images takes float images.
+    returns probabilities, labels (probabilities >= the model's thresholds) and
+    label_names; serve_images takes float images.
     """
     from patchpu_keras.export import export_model
 
     try:
         written = export_model(model_path, out, version=version, format=export_format, force=force)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {written}")
 

@@ -17,6 +17,10 @@ micro and macro F1 (and precision / recall) on the test split, beside 0.5 and
 the test split's own best-F1 thresholds (an optimistic bound, chosen on the
 data it is measured on), and the same numbers on the validation split's full
 labels (how the share is picked without touching the test split).
+
+`--write-model PATH` saves the run's model with the thresholds chosen from the
+single positives at `choose_thresholds`' default share, as a run whose
+validation split has only single positives would ship it.
 """
 
 import json
@@ -61,7 +65,9 @@ def scores_at(full_labels, probabilities, names, thresholds):
               help="Validation mosaics after the run's training mosaics.")
 @click.option("--shares", default="0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.95,1.0", show_default=True,
               help="Shares of known positives kept, comma-separated.")
-def main(run_dir, validation, shares):
+@click.option("--write-model", default=None,
+              help="Save the model with the thresholds chosen from the single positives here (.keras).")
+def main(run_dir, validation, shares, write_model):
     with open(os.path.join(run_dir, "report.json")) as file:
         config = json.load(file)["config"]
     num_trained = config["num_train"]
@@ -96,6 +102,13 @@ def main(run_dir, validation, shares):
         print(f"{rule:40s} {test['micro_f1']:13.3f} {test['macro_f1']:9.3f} {test['micro_precision']:8.3f} "
               f"{test['micro_recall']:8.3f} {val['micro_f1']:12.3f} {val['macro_f1']:12.3f}")
     print(json.dumps(results))
+    if write_model:
+        shipped = load_model(os.path.join(run_dir, "model.keras"))
+        chosen = choose_thresholds(validation_probabilities, observed_labels=validation_observed)
+        shipped.set_thresholds(chosen.thresholds)
+        shipped.save(write_model)
+        print(f"wrote {write_model} with thresholds {[round(float(t), 4) for t in chosen.thresholds]} "
+              f"({', '.join(sorted(set(chosen.rules)))})")
 
 
 if __name__ == "__main__":
