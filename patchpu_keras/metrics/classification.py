@@ -88,9 +88,10 @@ def classification_report(full_labels, scores, label_names, threshold=DEFAULT_TH
     Per class: AP, and precision, recall and F1 of `score >= threshold`, at
     the model's own threshold of the class (`thresholds`, saved with the model,
     chosen on a validation split) and at the class's best-F1 threshold. The
-    best thresholds are chosen on the very
-    data they are measured on, so their numbers are optimistic: pick thresholds
-    on a validation split and apply them to a test split. Averages (macro: mean
+    best thresholds are chosen on the very data they are measured on, so their
+    numbers are optimistic: pick thresholds on a validation split
+    (`patchpu_keras.thresholds.choose_thresholds`) and apply them to a test
+    split, as the model's own are. Averages (macro: mean
     over classes; micro: pooled counts) and mAP leave out classes without any
     positive, whose AP is undefined.
 

@@ -94,8 +94,8 @@ class MultiLabelModel(keras.Model):
         """Sets the per-class decision thresholds (see `thresholds` in the class docstring).
 
         Args:
-            values: `None` (0.5 everywhere) or L floats in [0, 1], e.g. the
-                output of `patchpu_keras.thresholds.choose_thresholds`.
+            values: `None` (0.5 everywhere) or L floats in [0, 1], e.g.
+                `patchpu_keras.thresholds.choose_thresholds(...).thresholds`.
         """
         if values is not None:
             try:
