@@ -244,13 +244,16 @@ def _evaluation_config(model_path, recipe, assignments, data_dir, source):
 @MODEL_OPTION
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Keep labels scoring at least this [default: keep all].")
+              help="Keep labels scoring at least this, for every label (0 keeps all) "
+                   "[default: the model's per-class thresholds].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 def predict(model_path, paths, threshold, batch_size):
-    """Label scores of image files or folders, one JSON line per image.
+    """The labels of image files or folders, one JSON line per image.
 
-    Each line is {"path": ..., "labels": {name: score}}, labels by decreasing
-    score. Unreadable files are reported on stderr and skipped.
+    Each line is {"path": ..., "labels": {name: score}}: the labels the model's
+    per-class thresholds select (saved with it; 0.5 where unset), or those
+    scoring at least --threshold, by decreasing score. Unreadable files are
+    reported on stderr and skipped.
     """
     from patchpu_keras.inference import predict_files
 
@@ -311,13 +314,14 @@ def export(model_path, out, version, export_format, force):
     """Export for serving: TF SavedModel in TF Serving's layout (OUT/VERSION/), or ONNX.
 
     The SavedModel's serving_default takes encoded JPEG/PNG bytes (any size) and
-    returns probabilities and label_names; serve_images takes float images.
+    returns probabilities, labels (probabilities >= the model's thresholds) and
+    label_names; serve_images takes float images.
     """
     from patchpu_keras.export import export_model
 
     try:
         written = export_model(model_path, out, version=version, format=export_format, force=force)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {written}")
 

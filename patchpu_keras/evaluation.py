@@ -248,7 +248,8 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
         split: optional split name (see `evaluation_data`).
         data_dir: optional data folder (see `evaluation_data`).
         batch_size: int.
-        threshold: float, the fixed decision threshold.
+        threshold: float, the fixed decision threshold; P/R/F1 are also
+            reported at the model's own per-class `thresholds`.
         verbose: 0 silent, 1 a progress bar over batches.
         model_path, recipe: optional, recorded in `metrics.json`.
         localization: bool, also score where the model looks
@@ -291,7 +292,9 @@ def evaluate(model, config, out_dir, split=None, data_dir=None, batch_size=32,
         "split": data["split"],
         "evaluated_on": data["evaluated_on"],
         "backend": keras.backend.backend(),
-        **classification_report(full_labels, scores, names, threshold=threshold),
+        **classification_report(
+            full_labels, scores, names, threshold=threshold, thresholds=getattr(model, "thresholds", None)
+        ),
     }
     if localization:
         report["localization"] = {

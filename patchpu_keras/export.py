@@ -10,15 +10,18 @@
 - `serve_images`: `images`, a `(batch, height, width, 3)` float32 tensor with
   values in [0, 255], any height and width, resized inside the graph.
 
-Both return `probabilities` `(batch, L)` float32 and `label_names` `(batch, L)`
-string: the names are repeated per image because TF Serving's row ("instances")
-format needs every output to share the batch dimension.
+Both return `probabilities` `(batch, L)` float32, `labels` `(batch, L)` bool,
+equal to `probabilities >= thresholds` with the model's per-class thresholds
+(`model.thresholds`, 0.5 where unset), and `label_names` `(batch, L)` string:
+the names are repeated per image because TF Serving's row ("instances") format
+needs every output to share the batch dimension.
 
 `format="onnx"` writes `exported/patchpu/1/model.onnx` (the layout Triton
 expects), converted from `serve_images` with tf2onnx: input `images` float32
-`(batch, height, width, 3)`, output `probabilities`; the label names are in the
-model's metadata (`label_names`, a JSON list). ONNX has no image decoder op
-that runtimes agree on, so encoded bytes are the SavedModel's job.
+`(batch, height, width, 3)`, outputs `probabilities` and `labels`; the label
+names and thresholds are in the model's metadata (`label_names`, `thresholds`,
+JSON lists). ONNX has no image decoder op that runtimes agree on, so encoded
+bytes are the SavedModel's job.
 
 Both formats hold `model.for_inference()`: for a float32 `PatchPUClassifier`, its
 copy with the embedder's batch norms folded into the convolutions (same
@@ -48,6 +51,8 @@ IMAGES_SIGNATURE = "serve_images"
 IMAGE_BYTES_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
 PROBABILITIES_OUTPUT = "probabilities"
+LABELS_OUTPUT = "labels"
+THRESHOLDS_METADATA = "thresholds"
 LABEL_NAMES_OUTPUT = "label_names"
 FORMATS = ("tf_saved_model", "onnx")
 ONNX_FILENAME = "model.onnx"
@@ -147,7 +152,7 @@ def serving_functions(model):
 
     Returns:
         A dict `{SERVING_SIGNATURE: encoded images -> outputs, IMAGES_SIGNATURE:
-        float images -> outputs}`; outputs are `{"probabilities",
+        float images -> outputs}`; outputs are `{"probabilities", "labels",
         "label_names"}`. TensorFlow backend only.
     """
     import tensorflow as tf
@@ -156,12 +161,14 @@ def serving_functions(model):
 
     size = model.image_size
     names = tf.constant(_label_names(model))
+    thresholds = tf.constant(model.thresholds, tf.float32)
 
     def outputs(images):
         probabilities = model(images, training=False)[PROBABILITIES_OUTPUT]
         batch = tf.shape(probabilities)[0]
         return {
             PROBABILITIES_OUTPUT: probabilities,
+            LABELS_OUTPUT: probabilities >= thresholds,
             LABEL_NAMES_OUTPUT: tf.tile(names[None, :], [batch, 1]),
         }
 
@@ -226,6 +233,16 @@ def _check_close(what, got, expected):
         )
 
 
+def _check_labels(what, model, probabilities, labels):
+    expected = np.asarray(probabilities) >= model.thresholds
+    if np.asarray(labels).dtype != bool or not np.array_equal(labels, expected):
+        raise RuntimeError(
+            f"The exported {what}'s labels differ from probabilities >= the model's thresholds; "
+            f"nothing was written. Received: labels={np.asarray(labels).tolist()}, "
+            f"expected {expected.tolist()}"
+        )
+
+
 def _verify_saved_model(model, path):
     import tensorflow as tf
 
@@ -236,6 +253,8 @@ def _verify_saved_model(model, path):
         **{IMAGE_BYTES_INPUT: tf.io.encode_png(image)[None]}
     )
     _check_close(f"{SERVING_SIGNATURE} signature", served[PROBABILITIES_OUTPUT].numpy(), expected)
+    _check_labels(f"{SERVING_SIGNATURE} signature", model, served[PROBABILITIES_OUTPUT].numpy(),
+                  served[LABELS_OUTPUT].numpy())
     if served[LABEL_NAMES_OUTPUT].numpy()[0].astype(str).tolist() != _label_names(model):
         raise RuntimeError(
             "The exported label names differ from the model's. "
@@ -243,6 +262,8 @@ def _verify_saved_model(model, path):
         )
     floats = loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: tf.cast(image[None], tf.float32)})
     _check_close(f"{IMAGES_SIGNATURE} signature", floats[PROBABILITIES_OUTPUT].numpy(), expected)
+    _check_labels(f"{IMAGES_SIGNATURE} signature", model, floats[PROBABILITIES_OUTPUT].numpy(),
+                  floats[LABELS_OUTPUT].numpy())
 
 
 # === ONNX ===
@@ -270,24 +291,28 @@ def _write_onnx(served, path, verify, model):
     import tensorflow as tf
 
     size = served.image_size
+    thresholds = served.thresholds
     input_signature = [tf.TensorSpec((None, None, None, 3), tf.float32, name=IMAGES_INPUT)]
 
     # The float signature without `label_names` (they go in the metadata).
     @tf.function(input_signature=input_signature, autograph=False)
-    def probabilities_only(images):
+    def probabilities_and_labels(images):
         resized = tf.image.resize(images, (size, size))
-        return {PROBABILITIES_OUTPUT: served(resized, training=False)[PROBABILITIES_OUTPUT]}
+        probabilities = served(resized, training=False)[PROBABILITIES_OUTPUT]
+        # A constant made inside the function: tf2onnx would take a captured one for an input.
+        return {PROBABILITIES_OUTPUT: probabilities, LABELS_OUTPUT: probabilities >= tf.constant(thresholds)}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         onnx_model, _ = tf2onnx.convert.from_function(
-            probabilities_only,
+            probabilities_and_labels,
             input_signature=input_signature,
             opset=ONNX_OPSET,
             custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
         )
     metadata = {
         LABEL_NAMES_OUTPUT: json.dumps(_label_names(model)),
+        THRESHOLDS_METADATA: json.dumps([float(value) for value in model.thresholds]),
         "image_size": str(model.image_size),
         "model_class": type(model).__name__,
     }
@@ -307,10 +332,11 @@ def _verify_onnx(model, path):
         return
     image = _check_image()
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (probabilities,) = session.run(
-        [PROBABILITIES_OUTPUT], {IMAGES_INPUT: image[None].astype(np.float32)}
+    probabilities, labels = session.run(
+        [PROBABILITIES_OUTPUT, LABELS_OUTPUT], {IMAGES_INPUT: image[None].astype(np.float32)}
     )
     _check_close("ONNX model", probabilities, _reference(model, image))
+    _check_labels("ONNX model", model, probabilities, labels)
 
 
 # === Other backends ===

@@ -150,14 +150,15 @@ def _check_batch_size(batch_size):
 
 
 def predict_files(model, paths, threshold=None, batch_size=16):
-    """Label scores of image files, one record per file.
+    """The labels each image file has, with their scores, one record per file.
 
     Args:
         model: a loaded model (`patchpu_keras.models.load_model`).
         paths: image files and/or folders (walked recursively, see
             `list_image_files`).
-        threshold: optional float; only labels scoring at least this much are
-            kept. `None` keeps every label.
+        threshold: optional float in [0, 1]; labels scoring at least this
+            much are kept (0 keeps every label). `None` keeps the labels the
+            model's own per-class `thresholds` select (0.5 where unset).
         batch_size: int, images per model call.
 
     Yields:
@@ -167,13 +168,14 @@ def predict_files(model, paths, threshold=None, batch_size=16):
 
     Example:
     ```python
-    for record in predict_files(model, ["photos/"], threshold=0.5):
+    for record in predict_files(model, ["photos/"]):
         print(record)  # {'path': 'photos/a.jpg', 'labels': {'cat': 0.91}}
     ```
     """
     _check_batch_size(batch_size)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"`threshold` must be in [0, 1]. Received: threshold={threshold}")
+    thresholds = model.thresholds if threshold is None else np.full(model.num_labels, threshold, "float32")
     names = label_names_of(model)
     for items in _read_batches(paths, batch_size):
         images = [image for _, image, _ in items if image is not None]
@@ -191,7 +193,7 @@ def predict_files(model, paths, threshold=None, batch_size=16):
                 LABELS: {
                     names[label]: round(float(scores[label]), 6)
                     for label in order
-                    if threshold is None or scores[label] >= threshold
+                    if scores[label] >= thresholds[label]
                 },
             }
 

@@ -122,20 +122,29 @@ def format_training_report(report, out_dir):
 
 
 def format_evaluation_report(report):
-    """The table `cli.py evaluate` prints: mAP, per-class AP and P/R/F1, averages, files."""
+    """The table `cli.py evaluate` prints: mAP, per-class AP and P/R/F1, averages, files.
+
+    P/R/F1 at 0.5, at the model's own thresholds (`thr m`, `@m`) and at the
+    best-F1 threshold of this very split (`best t`, optimistic).
+    """
     lines = [
         f"\n{report['split']} split, {report['num_images']} images: mAP "
         + ("n/a" if report["map"] is None else f"{report['map']:.4f}")
         + f" (against {report['evaluated_on']})",
-        f"{'label':14s} {'AP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'F1@0.5':>6s} {'best t':>6s} {'F1@t':>6s}",
+        f"{'label':14s} {'AP':>6s} {'P@0.5':>6s} {'R@0.5':>6s} {'F1@0.5':>6s} {'thr m':>6s} "
+        f"{'P@m':>6s} {'R@m':>6s} {'F1@m':>6s} {'best t':>6s} {'F1@t':>6s}",
     ]
     for row in report["per_class"]:
         cells = [row["ap"], row["precision@0.5"], row["recall@0.5"], row["f1@0.5"],
-                 row["best_threshold"], row["f1@best"]]
+                 row.get("model_threshold"), row.get("precision@model"), row.get("recall@model"),
+                 row.get("f1@model"), row["best_threshold"], row["f1@best"]]
         lines.append(f"{row['label'][:14]:14s} " + " ".join(
             "   n/a" if value is None else f"{value:6.3f}" for value in cells))
     for name, averages in (("at 0.5", report["at_threshold"]),
-                           ("at best thresholds", report["at_best_thresholds"])):
+                           ("at the model's thresholds", report.get("at_model_thresholds")),
+                           ("at best thresholds (of this split)", report["at_best_thresholds"])):
+        if averages is None:
+            continue
         micro, macro = averages["micro"], averages["macro"]
         lines.append(f"{name}: micro P/R/F1 {micro['precision']:.3f}/{micro['recall']:.3f}/"
                      f"{micro['f1']:.3f}, macro F1 {macro['f1']:.3f}")

@@ -3,7 +3,8 @@
 The model is trained on another backend (`trained_elsewhere`), loaded and
 exported on this one, and the exports are called from plain TensorFlow and from
 onnxruntime in subprocesses; their probabilities must match `model.predict` on
-this backend for the same decoded images.
+this backend for the same decoded images, and their boolean `labels` must be
+`probabilities >= thresholds` with the per-class thresholds saved in the model.
 """
 
 import json
@@ -47,10 +48,38 @@ def expected(model_predict, decoded):
 
 
 @pytest.fixture(scope="module")
-def saved_model_dir(trained_elsewhere, tmp_path_factory):
+def thresholded(trained_elsewhere, expected, tmp_path_factory):
+    """The trained model saved with per-class thresholds that split the test images' scores.
+
+    Each class's threshold sits in the widest gap between its scores over the
+    images, so some images have the label and others not, and a difference
+    of float rounding between the export and the model cannot move a label.
+    """
+    from patchpu_keras.models import load_model
+
+    model = load_model(trained_elsewhere["model"])
+    ordered = np.sort(np.stack(list(expected.values())), axis=0)
+    gaps = np.diff(ordered, axis=0)
+    widest = np.argmax(gaps, axis=0)
+    columns = np.arange(ordered.shape[1])
+    assert gaps[widest, columns].min() > 1e-4
+    model.set_thresholds((ordered[widest, columns] + ordered[widest + 1, columns]) / 2)
+    path = str(tmp_path_factory.mktemp("thresholded") / "model.keras")
+    model.save(path)
+    return {"model": path, "thresholds": model.thresholds}
+
+
+def _labels_of(probabilities, thresholds):
+    labels = np.asarray(probabilities) >= thresholds
+    assert labels.any(axis=0).all() and not labels.all(axis=0).any()  # every class both ways
+    return labels.tolist()
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(thresholded, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "patchpu"
     result = CliRunner().invoke(
-        cli, ["export", "--model", trained_elsewhere["model"], "--out", str(out), "--version", "3"]
+        cli, ["export", "--model", thresholded["model"], "--out", str(out), "--version", "3"]
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"wrote {os.path.join(str(out), '3')}"
@@ -67,7 +96,8 @@ def test_the_model_trained_on_another_backend_computes_the_same_here(trained_els
     np.testing.assert_allclose(probabilities, reference["probabilities"], atol=TOLERANCE, rtol=0)
 
 
-def test_saved_model_serves_encoded_images_from_plain_tensorflow(saved_model_dir, image_files, model, expected, tmp_path):
+def test_saved_model_serves_encoded_images_from_plain_tensorflow(saved_model_dir, image_files, model, expected,
+                                                                 thresholded, tmp_path):
     names = list(image_files)
     output = json.loads(run_helper(
         "plain_tf_client.py", saved_model_dir, *(image_files[name] for name in names),
@@ -83,6 +113,10 @@ def test_saved_model_serves_encoded_images_from_plain_tensorflow(saved_model_dir
     from_floats = np.asarray(output["serve_images"]["probabilities"])
     assert np.abs(from_floats - want).max() <= TOLERANCE
     assert output["serving_default"]["label_names"] == [model.label_names] * len(names)
+    # The labels the model's thresholds select, computed in the clean process.
+    assert output["dtypes"] == {"probabilities": "float32", "labels": "bool", "label_names": "string"}
+    assert output["serving_default"]["labels"] == _labels_of(want, thresholded["thresholds"])
+    assert output["serve_images"]["labels"] == _labels_of(want, thresholded["thresholds"])
 
 
 def test_a_float32_patch_model_is_exported_with_its_batch_norms_folded(saved_model_dir, model):
@@ -118,6 +152,7 @@ def test_saved_model_cli_lists_both_signatures(saved_model_dir, model):
     assert tensor("serve_images", "inputs", "images", "DT_FLOAT", "(-1, -1, -1, 3)")
     for section in ("serving_default", "serve_images"):
         assert tensor(section, "outputs", "probabilities", "DT_FLOAT", f"(-1, {labels})")
+        assert tensor(section, "outputs", "labels", "DT_BOOL", f"(-1, {labels})")
         assert tensor(section, "outputs", "label_names", "DT_STRING", f"(-1, {labels})")
         assert "Method name is: tensorflow/serving/predict" in sections[section]
 
@@ -141,12 +176,12 @@ def _onnx_client(model_file, images, tmp_path):
     return json.loads(run_helper("onnx_client.py", model_file, arrays, env=_plain_env(), cwd=tmp_path))
 
 
-def test_onnx_export_from_the_cli_runs_in_onnxruntime_and_force_replaces(trained_elsewhere, model, decoded, expected, tmp_path):
+def test_onnx_export_from_the_cli_runs_in_onnxruntime_and_force_replaces(thresholded, model, decoded, expected, tmp_path):
     out = tmp_path / "onnx"
     stale = out / "1" / "stale.txt"
     stale.parent.mkdir(parents=True)
     stale.write_text("from an older export")
-    command = ["export", "--model", trained_elsewhere["model"], "--out", str(out), "--format", "onnx"]
+    command = ["export", "--model", thresholded["model"], "--out", str(out), "--format", "onnx"]
     refused = CliRunner().invoke(cli, command)
     assert refused.exit_code != 0 and "already exists" in refused.output and "--force" in refused.output
     assert stale.exists()
@@ -164,6 +199,9 @@ def test_onnx_export_from_the_cli_runs_in_onnxruntime_and_force_replaces(trained
     got = np.asarray(output["probabilities"])
     want = np.stack([expected[name] for name in decoded])
     assert np.abs(got - want).max() <= TOLERANCE
+    assert sorted(output["outputs"]) == [["labels", "tensor(bool)"], ["probabilities", "tensor(float)"]]
+    assert output["labels"] == _labels_of(want, thresholded["thresholds"])
+    assert output["thresholds"] == thresholded["thresholds"].tolist()
 
 
 def test_export_arguments_are_checked(trained_elsewhere, tmp_path):

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 
@@ -38,7 +39,7 @@ def expected(model_predict):
 
 def test_predict_files_scores_every_readable_file_and_reports_the_rest(model, folder, image_files, expected):
     missing = str(folder / "missing.jpg")
-    records = list(predict_files(model, [folder, image_files["astronaut.jpg"], missing], batch_size=2))
+    records = list(predict_files(model, [folder, image_files["astronaut.jpg"], missing], threshold=0.0, batch_size=2))
     assert [record["path"] for record in records] == [
         str(folder / "a_cat.png"), str(folder / "b_coffee.png"), str(folder / "broken.jpg"),
         str(folder / "sub" / "camera.png"), image_files["astronaut.jpg"], missing,
@@ -59,8 +60,8 @@ def test_predict_files_scores_every_readable_file_and_reports_the_rest(model, fo
 
 
 def test_threshold_keeps_labels_at_or_above_it_and_batching_changes_nothing(model, folder):
-    everything = list(predict_files(model, [folder], batch_size=1))
-    batched = list(predict_files(model, [folder], batch_size=3))
+    everything = list(predict_files(model, [folder], threshold=0.0, batch_size=1))
+    batched = list(predict_files(model, [folder], threshold=0.0, batch_size=3))
     for one, other in zip(everything, batched):
         assert one.keys() == other.keys()
         if "labels" in one:
@@ -81,6 +82,36 @@ def test_threshold_keeps_labels_at_or_above_it_and_batching_changes_nothing(mode
     assert 0 < len(kept) < len(scores)
     with pytest.raises(ValueError, match="Received: threshold=1.5"):
         next(predict_files(model, [folder], threshold=1.5))
+
+
+def test_by_default_each_label_is_kept_at_the_models_own_threshold(trained_elsewhere, image_files, expected, tmp_path):
+    from click.testing import CliRunner
+
+    from cli import cli
+
+    model = load_model(trained_elsewhere["model"])  # a copy: the session's model keeps no thresholds
+    paths = [image_files["chelsea.png"], image_files["astronaut.jpg"], image_files["camera.png"]]
+    scores = np.stack([expected(path) for path in paths])
+    # Each class's threshold between its middle and highest score over the three images,
+    # so each image keeps a different set of labels and no rounding decides.
+    ordered = np.sort(scores, axis=0)
+    assert (ordered[2] - ordered[1]).min() > 1e-4
+    model.set_thresholds((ordered[1] + ordered[2]) / 2)
+    want = [{name for name, score, threshold in zip(model.label_names, row, model.thresholds) if score >= threshold}
+            for row in scores]
+    assert all(want) and len({frozenset(kept) for kept in want}) == 3
+    records = list(predict_files(model, paths, batch_size=2))
+    assert [set(record["labels"]) for record in records] == want
+    for record, row in zip(records, scores):
+        assert record["labels"] == pytest.approx(
+            {name: score for name, score in zip(model.label_names, row) if name in record["labels"]}, abs=2e-6)
+    # The CLI reads them from the file; --threshold overrides them.
+    model.save(tmp_path / "model.keras")
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tmp_path / "model.keras"), *paths])
+    assert result.exit_code == 0, result.output
+    assert [set(json.loads(line)["labels"]) for line in result.stdout.splitlines()] == want
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tmp_path / "model.keras"), *paths, "--threshold", "0"])
+    assert [len(json.loads(line)["labels"]) for line in result.stdout.splitlines()] == [model.num_labels] * 3
 
 
 def test_explain_files_writes_one_figure_per_readable_image(model, folder, image_files, expected, tmp_path):
@@ -136,7 +167,7 @@ def test_explain_and_predict_files_work_for_a_saved_cam_model(image_files, tmp_p
     model = load_model(tmp_path / "cam.keras")
     (record,) = explain_files(model, [image_files["chelsea.png"]], tmp_path / "out", top_k=3)
     assert Image.open(record["figure"]).size == (3 * PANEL_SIZE, PANEL_SIZE + CAPTION_HEIGHT)
-    (prediction,) = predict_files(model, [image_files["chelsea.png"]])
+    (prediction,) = predict_files(model, [image_files["chelsea.png"]], threshold=0.0)
     expected = model.predict(read_image(image_files["chelsea.png"])[None], verbose=0)["probabilities"][0]
     assert list(prediction["labels"].values()) == pytest.approx(sorted(expected, reverse=True), abs=2e-6)
     assert record["labels"] == prediction["labels"]

@@ -15,6 +15,7 @@ PER_CLASS_COLUMNS = (
     "label", "num_positives", "ap",
     "precision@0.5", "recall@0.5", "f1@0.5",
     "best_threshold", "precision@best", "recall@best", "f1@best",
+    "model_threshold", "precision@model", "recall@model", "f1@model",
 )
 
 
@@ -81,13 +82,16 @@ def _json_number(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def classification_report(full_labels, scores, label_names, threshold=DEFAULT_THRESHOLD):
+def classification_report(full_labels, scores, label_names, threshold=DEFAULT_THRESHOLD, thresholds=None):
     """mAP, per-class AP and precision / recall / F1 of multi-label scores.
 
-    Per class: AP, and precision, recall and F1 of `score >= threshold` and at
-    the class's best-F1 threshold. The best thresholds are chosen on the very
-    data they are measured on, so their numbers are optimistic: pick thresholds
-    on a validation split and apply them to a test split. Averages (macro: mean
+    Per class: AP, and precision, recall and F1 of `score >= threshold`, at
+    the model's own threshold of the class (`thresholds`, saved with the model,
+    chosen on a validation split) and at the class's best-F1 threshold. The
+    best thresholds are chosen on the very data they are measured on, so their
+    numbers are optimistic: pick thresholds on a validation split
+    (`patchpu_keras.thresholds.choose_thresholds`) and apply them to a test
+    split, as the model's own are. Averages (macro: mean
     over classes; micro: pooled counts) and mAP leave out classes without any
     positive, whose AP is undefined.
 
@@ -96,11 +100,14 @@ def classification_report(full_labels, scores, label_names, threshold=DEFAULT_TH
         scores: `(n, L)` scores.
         label_names: list of L names.
         threshold: float, the fixed threshold (0.5).
+        thresholds: optional `(L,)` per-class thresholds (`model.thresholds`);
+            `None` is `threshold` for every class.
 
     Returns:
-        A dict with `map`, `num_images`, `threshold`, `at_threshold` and
-        `at_best_thresholds` (each `{"micro", "macro"}` of precision / recall /
-        F1) and `per_class` (a list of dicts with `PER_CLASS_COLUMNS`).
+        A dict with `map`, `num_images`, `threshold`, `model_thresholds`,
+        `at_threshold`, `at_model_thresholds` and `at_best_thresholds` (each
+        `{"micro", "macro"}` of precision / recall / F1) and `per_class` (a
+        list of dicts with `PER_CLASS_COLUMNS`).
     """
     full_labels = np.asarray(full_labels)
     scores = np.asarray(scores)
@@ -109,6 +116,13 @@ def classification_report(full_labels, scores, label_names, threshold=DEFAULT_TH
             f"Expected one name per score column ({scores.shape[-1]}). "
             f"Received: {len(label_names)} label names"
         )
+    model_thresholds = np.full(scores.shape[-1], threshold) if thresholds is None else np.asarray(thresholds)
+    if model_thresholds.shape != (scores.shape[-1],):
+        raise ValueError(
+            f"Expected one threshold per score column ({scores.shape[-1]}). "
+            f"Received: thresholds of shape {model_thresholds.shape}"
+        )
+    at_model = scores >= model_thresholds
     average_precisions = per_class_average_precision(full_labels, scores)
     with_positives = [c for c in range(scores.shape[1]) if full_labels[:, c].any()]
     at_best = np.zeros_like(scores, dtype=bool)
@@ -122,13 +136,16 @@ def classification_report(full_labels, scores, label_names, threshold=DEFAULT_TH
             name, int(full_labels[:, c].sum()), _json_number(float(average_precisions[c])),
             precision, recall, f1,
             *(best if best is not None else (None,) * 4),
+            float(model_thresholds[c]), *precision_recall_f1(full_labels[:, c], at_model[:, c]),
         ))))
     return {
         "map": _json_number(float(np.nanmean(average_precisions))) if with_positives else None,
         "num_images": int(len(scores)),
         "num_classes_with_positives": len(with_positives),
         "threshold": threshold,
+        "model_thresholds": [float(value) for value in model_thresholds],
         "at_threshold": _averages(full_labels, scores >= threshold, with_positives),
+        "at_model_thresholds": _averages(full_labels, at_model, with_positives),
         "at_best_thresholds": _averages(full_labels, at_best, with_positives),
         "per_class": per_class,
     }

@@ -3,8 +3,9 @@
     python tests/helpers/onnx_client.py MODEL_ONNX IMAGES_NPZ
 
 IMAGES_NPZ holds float32 `(height, width, 3)` arrays (any sizes), run one at a
-time. Prints one JSON object with `probabilities` (one row per array, in the
-npz's order), the `label_names` of the model's metadata and the input names.
+time. Prints one JSON object with `probabilities` and `labels` (one row per
+array, in the npz's order), the `label_names` and `thresholds` of the model's
+metadata, and the input and output names and types.
 """
 
 import json
@@ -29,15 +30,18 @@ import onnxruntime  # noqa: E402
 def main(model_path, images_path):
     session = onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     images = np.load(images_path)
-    probabilities = [
-        session.run(["probabilities"], {"images": images[key][None].astype(np.float32)})[0][0].tolist()
+    outputs = [
+        session.run(["probabilities", "labels"], {"images": images[key][None].astype(np.float32)})
         for key in images.files
     ]
     metadata = session.get_modelmeta().custom_metadata_map
     print(json.dumps({
-        "probabilities": probabilities,
+        "probabilities": [probabilities[0].tolist() for probabilities, _ in outputs],
+        "labels": [labels[0].tolist() for _, labels in outputs],
         "label_names": json.loads(metadata["label_names"]),
+        "thresholds": json.loads(metadata["thresholds"]),
         "inputs": [(node.name, node.type, node.shape) for node in session.get_inputs()],
+        "outputs": [(node.name, node.type) for node in session.get_outputs()],
         "imported": sorted({name.split(".")[0] for name in sys.modules} & set(WATCHED)),
     }))
 

@@ -3,9 +3,9 @@
     python tests/helpers/plain_tf_client.py SAVED_MODEL_DIR IMAGE [IMAGE ...]
 
 Prints one JSON object: for `serving_default` (all images' encoded bytes in one
-batch) its `probabilities` and `label_names`, and for `serve_images` (each image
-decoded with tf.io.decode_image, one call per image since sizes differ) its
-`probabilities`, and which of keras / patchpu_keras got imported (importing
+batch) its `probabilities`, `labels` and `label_names`, and for `serve_images`
+(each image decoded with tf.io.decode_image, one call per image since sizes
+differ) its `probabilities` and `labels`, each output's dtype, and which of keras / patchpu_keras got imported (importing
 patchpu_keras raises), so a test can check the export needs no package code.
 """
 
@@ -40,16 +40,21 @@ def main(saved_model_dir, image_paths):
     from_floats = [
         loaded.signatures["serve_images"](
             images=tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)[None]
-        )["probabilities"].numpy()[0].tolist()
+        )
         for data in encoded
     ]
     print(json.dumps({
         "signatures": sorted(loaded.signatures.keys()),
         "serving_default": {
             "probabilities": served["probabilities"].numpy().tolist(),
+            "labels": served["labels"].numpy().tolist(),
             "label_names": served["label_names"].numpy().astype(str).tolist(),
         },
-        "serve_images": {"probabilities": from_floats},
+        "serve_images": {
+            "probabilities": [output["probabilities"].numpy()[0].tolist() for output in from_floats],
+            "labels": [output["labels"].numpy()[0].tolist() for output in from_floats],
+        },
+        "dtypes": {name: tensor.dtype.name for name, tensor in served.items()},
         "imported": sorted({name.split(".")[0] for name in sys.modules} & set(WATCHED)),
     }))
 
