@@ -176,6 +176,11 @@ def validation_predictions(model, config, batch_size=32, data_dir=None):
             "The recipe has no validation split: set `val_fraction` (e.g. --set val_fraction=0.1) and "
             f"train with it. Received: val_fraction={config.get('val_fraction')!r}"
         )
+    return split_validation_predictions(model, data, batch_size)
+
+
+def split_validation_predictions(model, data, batch_size):
+    """`validation_predictions` on data already loaded (`load_data`'s result, with a `val` split)."""
     outputs = predict_labelled(model, data.val, batch_size, split=VAL)
     return {
         "probabilities": outputs["probabilities"],

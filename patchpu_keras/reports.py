@@ -111,9 +111,17 @@ def format_training_report(report, out_dir):
     if report.get("kept_model") == "best_model.keras":
         lines.append(f"Kept epoch {report['kept_epoch']} of {report['epochs_completed']} (best validation mAP "
                      f"{report['best_val_map']:.4f} against its {report['validated_on'].split(' ')[0]}"
-                     + (", stopped early" if report.get("stopped_early") else "") + "): the test mAP above is its")
+                     + (", stopped early" if report.get("stopped_early") else "") + "): the test mAP above is that epoch's")
     else:
         lines.append(f"Kept the last epoch ({report['epochs_completed']}): no validation split (val_fraction)")
+    if report.get("thresholds"):
+        decisions = report["test_decisions"]
+        shipped, fixed = decisions["at_thresholds"], decisions["at_0.5"]
+        lines.append(
+            "Per-class thresholds chosen on the validation split, saved in best_model.keras: "
+            f"test F1 micro {shipped['micro']['f1']:.3f} / macro {shipped['macro']['f1']:.3f} "
+            f"(at 0.5: {fixed['micro']['f1']:.3f} / {fixed['macro']['f1']:.3f})"
+        )
     files = report.get("files") or ["model.keras", "report.json", "heatmaps/"]
     lines.append(f"{report['epochs_completed']} epochs in {report['train_seconds']:.0f} s; wrote {out_dir}/"
                  "{" + ",".join(files) + "}")

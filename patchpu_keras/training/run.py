@@ -12,9 +12,10 @@ import time
 import keras
 import numpy as np
 
-from patchpu_keras.evaluation import score_held_out, small_split_warning
+from patchpu_keras.evaluation import score_held_out, small_split_warning, split_validation_predictions
 from patchpu_keras.losses import LossStateCallback, StatefulLoss
 from patchpu_keras.metrics import MeanAveragePrecision
+from patchpu_keras.metrics.classification import DEFAULT_THRESHOLD, classification_report
 from patchpu_keras.models import PatchPUClassifier, TrainingModel, load_model
 from patchpu_keras.models.training_model import task_of
 from patchpu_keras.training.best_epoch import BEST_MODEL, BestEpoch
@@ -25,6 +26,7 @@ from patchpu_keras.training.non_finite_loss import StopOnNonFiniteLoss
 from patchpu_keras.training.plan import REPORT_FILE, describe_plan, plan_run
 from patchpu_keras.training.run_checkpoint import NonFiniteLossError, RunCheckpoint, write_json_atomically
 from patchpu_keras.training.run_progress import RunProgress
+from patchpu_keras.thresholds import choose_thresholds
 from patchpu_keras.training.tensorboard_log import LOG_DIR, tensorboard_callback, write_evaluation
 from patchpu_keras.visualization import attention_figure
 
@@ -205,6 +207,36 @@ def _write_heatmaps(model, scores, out_dir, class_names):
         figure.save(os.path.join(heatmap_dir, f"test_{position:04d}.png"))
 
 
+def _ship_thresholds(kept, plan, path):
+    """Chooses the kept model's per-class thresholds on the validation split and saves them in its file.
+
+    `choose_thresholds` reads the split's full labels where it has them, else
+    its observed positives (docs/evaluation.md#per-class-thresholds).
+    """
+    validation = split_validation_predictions(kept, plan.data, plan.config["batch_size"])
+    chosen = choose_thresholds(
+        validation["probabilities"], full_labels=validation["full_labels"],
+        observed_labels=validation["observed_labels"],
+    )
+    kept.set_thresholds(chosen.thresholds)
+    temporary = path + ".tmp.keras"
+    kept.save(temporary)
+    os.replace(temporary, path)
+    names = plan.data.class_names
+    return {
+        "thresholds": {name: float(value) for name, value in zip(names, chosen.thresholds)},
+        "threshold_rules": dict(zip(names, chosen.rules)),
+    }
+
+
+def _decision_scores(kept, scores, names):
+    """Micro and macro precision / recall / F1 on the test split at the shipped thresholds and at 0.5."""
+    outputs = scores["outputs"]
+    report = classification_report(outputs["full_labels"], outputs["probabilities"], names,
+                                   thresholds=kept.thresholds)
+    return {"at_thresholds": report["at_model_thresholds"], f"at_{DEFAULT_THRESHOLD}": report["at_threshold"]}
+
+
 def written_files(report):
     """What a run wrote into its directory, as names relative to it."""
     files = ["model.keras", "history.json", REPORT_FILE, "observed_labels.npz", "checkpoint/", f"{LOG_DIR}/",
@@ -255,7 +287,10 @@ def run_plan(plan, verbose="auto", num_heatmaps=4, print_fn=print, callbacks=())
         train_seconds = checkpoint.train_seconds()
         epochs_completed = len(checkpoint.history.get("loss", []))
         kept = task_of(model) if best is None else load_model(best.path)
+        if best is not None:
+            report.update(_ship_thresholds(kept, plan, best.path))
         scores = score_held_out(kept, data.test, config["batch_size"], data.class_names, keep=num_heatmaps)
+        report["test_decisions"] = _decision_scores(kept, scores, data.class_names)
         _write_heatmaps(kept, scores, out_dir, data.class_names)
         report.update(
             status="completed",
