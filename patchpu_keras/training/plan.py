@@ -213,6 +213,16 @@ def plan_run(config, out_dir, resume=False, force=False):
     )
 
 
+def _visible_devices():
+    """The backend's devices, e.g. `cpu:0`, or `"cpu"` where Keras cannot list them (PyTorch)."""
+    try:
+        return ", ".join(keras.distribution.list_devices())
+    except (AttributeError, RuntimeError, ValueError):
+        import torch  # the only backend without a Keras device list
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def describe_plan(plan):
     """The run plan as lines: images per split, labels, steps, devices."""
     data, budget, config = plan.data, plan.budget, plan.config
@@ -227,8 +237,8 @@ def describe_plan(plan):
         + (", ..." if len(data.class_names) > 8 else "") + f"), training regime {config['regime']}",
         f"  steps: {budget.steps_per_epoch} per epoch of {config['batch_size']} images x {budget.epochs} epochs "
         f"= {budget.total_steps} steps",
-        f"  devices: {plan.distribution.devices} ({keras.backend.backend()}, distribute={plan.distribution.mode}, "
-        f"jit_compile={plan.jit_compile})",
+        f"  devices: {plan.distribution.devices} used of {_visible_devices()} ({keras.backend.backend()}, "
+        f"distribute={plan.distribution.mode}, jit_compile={plan.jit_compile})",
     ]
     if plan.resumed:
         lines.append(
