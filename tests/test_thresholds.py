@@ -153,3 +153,31 @@ def test_the_report_gives_precision_recall_f1_at_the_models_thresholds(rng):
     assert unset["at_model_thresholds"] == unset["at_threshold"]
     with pytest.raises(ValueError, match=r"one threshold per score column \(4\). Received: thresholds of shape \(3,\)"):
         classification_report(full, scores, list("abcd"), thresholds=thresholds[:3])
+
+
+def test_evaluate_reports_the_models_own_thresholds(trained_elsewhere, model_predict, tmp_path):
+    import recipes
+    from patchpu_keras.data import CLASS_NAMES
+    from patchpu_keras.evaluation import evaluate
+    from tests.configs import TINY_DEMO_OVERRIDES
+    from tests.helpers.train_on_backend import held_out_arrays
+
+    config = recipes.apply_overrides(recipes.load("demo"), TINY_DEMO_OVERRIDES)
+    model = load_model(trained_elsewhere["model"])  # a copy: the session's model keeps no thresholds
+    images, full = held_out_arrays(config)
+    scores = model_predict(images)
+    # Each class's threshold in the widest gap between its scores: no rounding decides a label.
+    ordered = np.sort(scores, axis=0)
+    gaps = np.diff(ordered, axis=0)
+    widest, columns = np.argmax(gaps, axis=0), np.arange(scores.shape[1])
+    assert gaps[widest, columns].min() > 1e-4
+    model.set_thresholds((ordered[widest, columns] + ordered[widest + 1, columns]) / 2)
+    report = evaluate(model, config, tmp_path, batch_size=8, verbose=0)
+    assert report["model_thresholds"] == pytest.approx(model.thresholds.tolist())
+    expected = classification_report(full, scores, list(CLASS_NAMES), thresholds=model.thresholds)
+    for average in ("micro", "macro"):
+        assert report["at_model_thresholds"][average] == pytest.approx(expected["at_model_thresholds"][average])
+        # Not the 0.5 numbers under another name.
+        assert expected["at_model_thresholds"][average] != pytest.approx(expected["at_threshold"][average])
+    assert [row["f1@model"] for row in report["per_class"]] == pytest.approx(
+        [row["f1@model"] for row in expected["per_class"]])
