@@ -25,12 +25,76 @@ def _seed():
     keras.utils.set_random_seed(0)
 
 
+def tiny_patch_model(num_labels=4, **overrides):
+    """The tiny `PatchPUClassifier` (`TINY`, 32x32 images, 5 patches): every test model is built here.
+
+    Fresh from initialisation its outputs are the same for any image (0.25 ±
+    1e-7 with 4 labels): use `calibrated_patch_model` wherever a test compares
+    outputs.
+    """
+    return PatchPUClassifier.create(num_labels, **{**TINY, **overrides})
+
+
+def calibrated_patch_model(num_labels=4, seed=0, **overrides):
+    """`tiny_patch_model` whose outputs depend on the image: random batch norm statistics and codebooks.
+
+    Every two of `calibration_images()`'s outputs differ by 0.01 or more in
+    some probability, and none is saturated
+    (`test_calibrated_model_outputs_depend_on_the_image`), where fresh weights
+    give every image the same outputs to 1e-5. Deterministic for a given
+    backend and `seed`.
+    """
+    model = tiny_patch_model(num_labels, **overrides)
+    rng = np.random.default_rng(seed)
+    images = calibration_images(model.image_size, seed=seed)
+    random_batch_norm_statistics(model, images, rng)
+    model.attention.set_weights([rng.normal(0, 0.5, w.shape) for w in model.attention.get_weights()])
+    # Label embeddings centred over the images, and classifier logits of unit spread across
+    # images: the probabilities vary with the image instead of saturating at 0 or 1.
+    embeddings = to_numpy(model(images)["label_embeddings"]).astype("float64")
+    kernel, bias = model.attention.mlp_output.get_weights()
+    model.attention.mlp_output.set_weights([kernel, bias - embeddings.mean(axis=(0, 1))])
+    embeddings -= embeddings.mean(axis=(0, 1))
+    classifier = rng.normal(0, 1, (num_labels, embeddings.shape[-1]))
+    logits = np.einsum("blf,kf->blk", embeddings, classifier)
+    model.classifier.set_weights([classifier / logits.std(axis=0).mean()])
+    return model
+
+
+def calibration_images(size=32, count=8, seed=0):
+    """Random uint8 RGB images, the ones `calibrated_patch_model` takes its statistics from."""
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3)).astype("uint8")
+
+
+def smallest_pairwise_difference(rows):
+    """The smallest, over every two rows, of their largest absolute difference."""
+    rows = np.asarray(rows, "float64").reshape(len(rows), -1)
+    return min(float(np.max(np.abs(rows[i] - rows[j]))) for i in range(len(rows)) for j in range(i))
+
+
+def assert_outputs_differ(rows, tolerance, factor=100):
+    """Fails unless every two rows (one per image) differ by `factor` x `tolerance` somewhere.
+
+    A test comparing two ways of computing outputs at `tolerance` calls it on
+    its reference: if every image gave the same outputs (an uncalibrated
+    model, or a bug that turns every image into the same one), any comparison
+    would hold.
+    """
+    smallest = smallest_pairwise_difference(rows)
+    assert smallest >= factor * tolerance, (
+        f"The outputs of two images differ by only {smallest:.3g}: comparisons at {tolerance:g} cannot "
+        f"tell the images apart (needs {factor} x {tolerance:g})."
+    )
+
+
 @pytest.fixture
 def tiny_model():
-    def make(num_labels=4, **overrides):
-        return PatchPUClassifier.create(num_labels, **{**TINY, **overrides})
+    return tiny_patch_model
 
-    return make
+
+@pytest.fixture
+def calibrated_model():
+    return calibrated_patch_model
 
 
 @pytest.fixture
@@ -40,6 +104,26 @@ def rng():
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def batch_norms(layer):
+    """Every `BatchNormalization` reachable through the public attributes of `layer` (itself included)."""
+    found, stack, seen = [], [layer], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, keras.layers.BatchNormalization):
+            found.append(item)
+        values = [value for name, value in vars(item).items() if not name.startswith("_")]
+        if hasattr(item, "named_children"):  # PyTorch keeps sublayers as modules, outside vars()
+            values += [module for _, module in item.named_children()]
+        for value in values:
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(sub, keras.layers.Layer):
+                    stack.append(sub)
+    return sorted(found, key=lambda norm: norm.path)
 
 
 def random_batch_norm_statistics(layer, inputs, rng, **call_kwargs):
@@ -52,13 +136,14 @@ def random_batch_norm_statistics(layer, inputs, rng, **call_kwargs):
     (at initialisation, with unit moving variances, the activations shrink
     about a hundredfold per block).
     """
-    batch_norms = [sub for sub in layer._flatten_layers() if isinstance(sub, keras.layers.BatchNormalization)]
-    for batch_norm in batch_norms:
+    norms = batch_norms(layer)
+    assert norms, f"{layer.name} has no batch norm to calibrate"
+    for batch_norm in norms:
         gamma, beta, mean, variance = batch_norm.get_weights()
         batch_norm.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.5, beta.shape), mean, variance])
         batch_norm.momentum = 0.0
     layer(inputs, training=True, **call_kwargs)
-    for batch_norm in batch_norms:
+    for batch_norm in norms:
         gamma, beta, mean, variance = batch_norm.get_weights()
         batch_norm.momentum = 0.99
         batch_norm.set_weights([

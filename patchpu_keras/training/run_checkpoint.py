@@ -119,7 +119,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     step, the history, the epoch's running loss and the recipe. With
     `checkpoint_every=N`, a checkpoint is also written every N optimizer steps
     inside an epoch. A checkpoint whose weights are not finite is never
-    written: `NonFiniteLossError` is raised instead and the previous one stays.
+    written (trainable weights, batch norm statistics, loss state):
+    `NonFiniteLossError` is raised instead and the previous one stays.
 
     Args:
         directory: str, run directory.
@@ -210,7 +211,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def save(self, epoch, step):
         """Writes the checkpoint of `epoch` epochs and `step` steps done (atomically)."""
-        bad = _first_non_finite(self.model.trainable_variables)
+        # Every weight, not only the trainable ones: a non-finite batch made the batch norms'
+        # moving statistics NaN while the trainable weights may still be finite.
+        bad = _first_non_finite(self.model.weights)
         if bad is not None:
             raise NonFiniteLossError(
                 f"The weights became NaN or infinite during epoch {epoch + (step > 0)} (variable {bad}); "

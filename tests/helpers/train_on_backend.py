@@ -30,11 +30,12 @@ from patchpu_keras.data import load_data  # noqa: E402
 from patchpu_keras.training import build_model  # noqa: E402
 
 from tests.configs import TINY_DEMO_OVERRIDES  # noqa: E402
+from tests.conftest import batch_norms  # noqa: E402
 
 
 def calibrate_batch_norms(model, images):
     """Sets every batch norm's moving statistics to those of `images`."""
-    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = batch_norms(model)
     momenta = [layer.momentum for layer in norms]
     for layer in norms:
         layer.momentum = 0.0
