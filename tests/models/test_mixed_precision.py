@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from patchpu_keras import TrainingModel, CAMClassifier, losses
+from patchpu_keras import CAMClassifier, TrainingModel, losses
 from patchpu_keras.data.pipeline import array_dataset
 from patchpu_keras.metrics import MeanAveragePrecision
 from patchpu_keras.optimizers import Lamb
