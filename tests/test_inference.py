@@ -92,14 +92,15 @@ def test_by_default_each_label_is_kept_at_the_models_own_threshold(trained_elsew
     model = load_model(trained_elsewhere["model"])  # a copy: the session's model keeps no thresholds
     paths = [image_files["chelsea.png"], image_files["astronaut.jpg"], image_files["camera.png"]]
     scores = np.stack([expected(path) for path in paths])
-    # Each class's threshold between its middle and highest score over the three images,
-    # so each image keeps a different set of labels and no rounding decides.
+    # Each class's threshold in the widest gap between its scores over the three images:
+    # every label is kept for some image and dropped for another, and no rounding decides.
     ordered = np.sort(scores, axis=0)
-    assert (ordered[2] - ordered[1]).min() > 1e-4
-    model.set_thresholds((ordered[1] + ordered[2]) / 2)
+    gaps = np.diff(ordered, axis=0)
+    widest, columns = np.argmax(gaps, axis=0), np.arange(scores.shape[1])
+    assert gaps[widest, columns].min() > 1e-4
+    model.set_thresholds((ordered[widest, columns] + ordered[widest + 1, columns]) / 2)
     want = [{name for name, score, threshold in zip(model.label_names, row, model.thresholds) if score >= threshold}
             for row in scores]
-    assert all(want) and len({frozenset(kept) for kept in want}) == 3
     records = list(predict_files(model, paths, batch_size=2))
     assert [set(record["labels"]) for record in records] == want
     for record, row in zip(records, scores):

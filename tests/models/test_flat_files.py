@@ -23,9 +23,10 @@ def test_a_flat_file_loads_with_the_outputs_it_had(name, cls):
     keys = [key for key in saved.files if key != "images"]
     assert sorted(keys) == sorted(outputs)
     for key in keys:
-        # The saved outputs differ across images (and its probabilities are not all saturated).
+        # The saved outputs differ across images by 1,000 times the tolerance (saved on TensorFlow:
+        # the other backends round differently, about 1e-5).
         assert np.ptp(saved[key], axis=0).max() > 0.1, key
-        np.testing.assert_allclose(to_numpy(outputs[key]), saved[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(to_numpy(outputs[key]), saved[key], rtol=1e-4, atol=1e-4, err_msg=key)
     # The training run's loss state is dropped: the model holds weights only.
     assert not any("loss_state" in variable.path or "label_estimate" in variable.path for variable in model.variables)
     assert "loss_state" not in model.get_config()
