@@ -117,6 +117,8 @@ def batch_norms(layer):
         if isinstance(item, keras.layers.BatchNormalization):
             found.append(item)
         values = [value for name, value in vars(item).items() if not name.startswith("_")]
+        if isinstance(item, keras.Model):  # a functional model keeps its layers outside vars()
+            values += list(item.layers)
         if hasattr(item, "named_children"):  # PyTorch keeps sublayers as modules, outside vars()
             values += [module for _, module in item.named_children()]
         for value in values:
