@@ -92,6 +92,7 @@ LOSS_KEYS = {
     "assume_negative_ls": (losses.AssumeNegativeLS, {"label_smoothing": "label_smoothing"}),
     "weak_assume_negative": (losses.WeakAssumeNegative, {}),
     "weak_negative": (losses.WeakNegative, {"theta": "theta"}),
+    "online_negative": (losses.OnlineNegative, {"gamma": "online_gamma"}),
     "expected_positive_regularization": (losses.ExpectedPositiveRegularization,
                                          {"expected_positives": "expected_positives"}),
     "role": (losses.ROLE, {"expected_positives": "expected_positives", "seed": "seed"}),

@@ -20,6 +20,7 @@ from patchpu_keras.losses.expected_positive_regularization import ExpectedPositi
 from patchpu_keras.losses.full_bce import FullBCE
 from patchpu_keras.losses.generalized_robust import GeneralizedRobust
 from patchpu_keras.losses.large_loss import LargeLoss
+from patchpu_keras.losses.online_negative import OnlineNegative
 from patchpu_keras.losses.role import ROLE
 from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative
 from patchpu_keras.losses.weak_negative import WeakNegative
@@ -62,6 +63,9 @@ LOSSES = {
     "weak_negative": LossEntry(
         lambda c: WeakNegative(theta=c["theta"]), {"theta": 0.0},
         "WN: negatives weighted by label-embedding similarity (the patch paper, eq. 7-9)"),
+    "online_negative": LossEntry(
+        lambda c: OnlineNegative(gamma=c["online_gamma"]), {"online_gamma": 1.0},
+        "ON: unknown labels as negatives weighted by the model's own (1 - p)^gamma, no prior"),
     "expected_positive_regularization": LossEntry(
         lambda c: ExpectedPositiveRegularization(c["expected_positives"]),
         {"expected_positives": None}, "EPR: expected positive regularization (Cole et al. 2021)",
