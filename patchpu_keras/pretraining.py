@@ -259,3 +259,8 @@ def pretrain_command(recipe, data_dir, out, steps, batch_size, seed, assignments
         f"{found['seconds']:.0f} s (final loss {found['final_loss']:.3f}); weights in {out}. "
         f"Train with --set embedder_weights={out}"
     )
+
+
+if __name__ == "__main__":
+    # `python -m patchpu_keras.pretraining --recipe R --out W` from the repository's folder.
+    pretrain_command()
