@@ -146,9 +146,9 @@ def test_every_recipe_builds_every_loss_from_its_own_keys_or_names_the_missing_o
         for attribute, key in LOSS_KEYS[loss][1].items():
             if key in floats:
                 assert getattr(built, attribute) == 0.37, (name, loss, key)
-    # Only own data (custom_wn*) leaves k unknown; the paper's datasets and the demo state it.
+    # Only own data (custom_*) leaves k unknown; the paper's datasets and the demo state it.
     unknown = [name for name in recipes.names() if recipes.load(name)["expected_positives"] is None]
-    assert unknown == [name for name in recipes.names() if name.startswith("custom_wn")] and unknown
+    assert unknown == [name for name in recipes.names() if name.startswith("custom_")] and unknown
 
 
 # The peers' protocol (docs/peers_protocol.md): method -> (loss, boost_lu_alpha, head multiplier,

@@ -46,3 +46,14 @@ def test_online_negative_config_round_trip_and_bad_gamma():
     assert type(restored) is losses.OnlineNegative and restored.gamma == 2.0
     with pytest.raises(ValueError, match=r"gamma.*Received: gamma=-1"):
         losses.OnlineNegative(gamma=-1)
+
+
+def test_custom_on_is_custom_wn_with_online_negatives():
+    import recipes
+    from patchpu_keras.training import build_loss
+
+    online, weak = recipes.load("custom_on"), recipes.load("custom_wn")
+    assert online["loss"] == "online_negative" and online["expected_positives"] is None
+    assert {k: v for k, v in online.items() if k != "loss"} == {k: v for k, v in weak.items() if k != "loss"}
+    built = build_loss(online)
+    assert type(built) is losses.OnlineNegative and built.gamma == 1.0
