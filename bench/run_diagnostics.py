@@ -2,8 +2,8 @@
 
     python bench/run_diagnostics.py runs/beyond_paper
 
-Groups the runs of an output folder of `bench/compare_methods.py` (or
-`bench/beyond_paper.py`) by name without the seed, and prints a Markdown row
+Groups the runs of each output folder of `bench/compare_methods.py` (or
+`bench/beyond_paper.py`) by folder and name without the seed, and prints a Markdown row
 per group: seeds, test mAP (mean ± population std, %), per seed, and the
 last epoch's pointing, WN AUC (eq. 7-8's weights ranking true negatives above
 hidden positives) and prob. AUC (the same ranking by the model's probability),
@@ -29,7 +29,7 @@ def main(folders):
             if not os.path.exists(report) or json.load(open(report)).get("status") != "completed":
                 continue
             history = json.load(open(os.path.join(folder, name, "history.json")))["history"]
-            groups[name.rsplit("-seed", 1)[0]].append((json.load(open(report))["map"] * 100, history))
+            groups[f"{os.path.basename(os.path.normpath(folder))}/{name.rsplit('-seed', 1)[0]}"].append((json.load(open(report))["map"] * 100, history))
     click.echo("| run | seeds | test mAP | per seed | pointing | WN AUC | prob. AUC |")
     click.echo("|---|---|---|---|---:|---:|---:|")
     for name, runs in groups.items():
