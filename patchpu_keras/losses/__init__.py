@@ -28,6 +28,11 @@ from patchpu_keras.losses.large_loss import LargeLoss, large_loss, large_loss_se
 from patchpu_keras.losses.loss_state import LossState
 from patchpu_keras.losses.loss_state_callback import LossStateCallback
 from patchpu_keras.losses.observed_label_loss import ObservedLabelLoss
+from patchpu_keras.losses.online_negative import (
+    OnlineNegative,
+    online_negative,
+    online_negative_targets,
+)
 from patchpu_keras.losses.registry import LOSSES, build_loss
 from patchpu_keras.losses.role import ROLE, role
 from patchpu_keras.losses.stateful_loss import StatefulLoss
@@ -51,6 +56,7 @@ __all__ = [
     "LossState",
     "LossStateCallback",
     "ObservedLabelLoss",
+    "OnlineNegative",
     "ROLE",
     "StatefulLoss",
     "WeakAssumeNegative",
@@ -66,6 +72,8 @@ __all__ = [
     "large_loss",
     "large_loss_selection",
     "missing_label_weights",
+    "online_negative",
+    "online_negative_targets",
     "role",
     "weak_assume_negative",
     "weak_negative",

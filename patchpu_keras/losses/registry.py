@@ -27,6 +27,7 @@ from patchpu_keras.losses.expected_positive_regularization import ExpectedPositi
 from patchpu_keras.losses.full_bce import FullBCE
 from patchpu_keras.losses.generalized_robust import GeneralizedRobust
 from patchpu_keras.losses.large_loss import LargeLoss
+from patchpu_keras.losses.online_negative import OnlineNegative
 from patchpu_keras.losses.role import ROLE
 from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative
 from patchpu_keras.losses.weak_negative import WeakNegative
@@ -81,6 +82,8 @@ LOSSES = {
     "weak_assume_negative": _entry(WeakAssumeNegative, "WAN: unknown labels as negatives weighted 1/(L-1)"),
     "weak_negative": _entry(WeakNegative, "WN: negatives weighted by label-embedding similarity (the patch paper, eq. 7-9)",
                             ("theta",)),
+    "online_negative": _entry(OnlineNegative, "ON: unknown labels as negatives weighted by the model's own "
+                              "(1 - p)^gamma, no prior", {"online_gamma": "gamma"}),
     "expected_positive_regularization": _entry(
         ExpectedPositiveRegularization, "EPR: expected positive regularization (Cole et al. 2021)",
         ("expected_positives",)),
