@@ -149,7 +149,7 @@ def training_patches(config, max_patches=None, min_std=0.02):
     model = build_model({**config, "model": "patch", "embedder_weights": None}, len(data.class_names))
     found, total = [], 0
     for images, _ in data.train:
-        patches = model.patches(model.prepare_images(images), training=False)
+        patches = model.backbone.patches(model.backbone.image_preprocessing(images), training=False)
         patches = np.asarray(ops.convert_to_numpy(patches), "float32")
         patches = patches.reshape((-1,) + patches.shape[-3:])
         patches = patches[patches.std(axis=(1, 2, 3)) >= min_std]

@@ -47,16 +47,16 @@ def test_saved_embedder_weights_load_through_embedder_weights(tmp_path, rng):
     _randomized(embedder, rng)
     path = str(tmp_path / "embedder.weights.h5")
     pretraining.save_embedder_weights(embedder, path)
-    model = PatchPUClassifier(3, embedder_weights=path, **TINY)
+    model = PatchPUClassifier.create(3, embedder_weights=path, **TINY)
     assert model.preprocessing == "unit"  # the pretraining saw [0, 1] pixels
     for (source, name), (loaded, _) in zip(embedder.efficientnet_b0_layer_names(),
-                                           model.embedder.efficientnet_b0_layer_names()):
+                                           model.backbone.embedder.efficientnet_b0_layer_names()):
         for expected, found in zip(source.get_weights(), loaded.get_weights()):
             np.testing.assert_array_equal(found, expected, err_msg=name)
     # Same weights, same patch embeddings (the projection aside, which starts from scratch).
-    model.embedder.projection.set_weights(embedder.projection.get_weights())
+    model.backbone.embedder.projection.set_weights(embedder.projection.get_weights())
     patches = rng.uniform(0, 1, (2, 5, TINY["patch_size"], TINY["patch_size"], 3)).astype("float32")
-    np.testing.assert_allclose(to_numpy(model.embedder(patches)), to_numpy(embedder(patches)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(model.backbone.embedder(patches)), to_numpy(embedder(patches)), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"\.weights\.h5\. Received: path="):
         pretraining.save_embedder_weights(embedder, str(tmp_path / "embedder.h5"))
 
@@ -74,12 +74,12 @@ def test_pretrain_command_trains_and_writes_loadable_weights(tmp_path):
     keras.utils.set_random_seed(0)
     start = pretraining.ContrastivePatchPretrainer(embedding_dim=TINY_DEMO["embedding_dim"])
     start.embedder.build((None, 2, 28, 28, 3))
-    model = PatchPUClassifier(3, image_size=56, patch_size=28, num_resolutions=2,
+    model = PatchPUClassifier.create(3, image_size=56, patch_size=28, num_resolutions=2,
                               embedding_dim=TINY_DEMO["embedding_dim"], embedder_weights=out)
     changed = [
         not np.allclose(initial.get_weights()[0], loaded.get_weights()[0])
         for (initial, _), (loaded, _) in zip(start.embedder.efficientnet_b0_layer_names(),
-                                             model.embedder.efficientnet_b0_layer_names())
+                                             model.backbone.embedder.efficientnet_b0_layer_names())
     ]
     assert all(changed), changed
 
