@@ -24,6 +24,7 @@ from patchpu_keras.training.run_checkpoint import (
     config_differences,
     read_checkpoint,
 )
+from patchpu_keras.training.settings import check_settings
 
 # What a finished run directory holds (`train` writes them; `--force` removes them all, and any `eval-*/`).
 RUN_FILES = (
@@ -185,6 +186,7 @@ def plan_run(config, out_dir, resume=False, force=False):
     """
     if resume and force:
         raise ValueError("--resume continues a run and --force replaces it: pass one. Received: both")
+    config = check_settings(config)  # callers of `train` other than the CLI get the same checks
     check_loss_settings(config)
     jit_compile = resolve_jit_compile(config.get("jit_compile", "auto"))
     distribution = Distribution.from_config(config)
