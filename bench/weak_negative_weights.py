@@ -60,7 +60,7 @@ def main(run_dir, images):
     full = mosaics["train"]["full_labels"][:images]
     model = load_model(os.path.join(run_dir, "model.keras"))
     outputs = model.predict(mosaics["train"]["images"][:images, ..., None], batch_size=16, verbose=0)
-    found = weak_negative_diagnostics(outputs, observed, full, theta=config.get("theta", 0.0))
+    found = weak_negative_diagnostics(outputs, observed, full, theta=config["theta"])
     probabilities = np.asarray(outputs["probabilities"])
     unknown = observed == 0
     click.echo(

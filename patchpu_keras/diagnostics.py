@@ -58,7 +58,7 @@ def localization(model, outputs, full_labels, objects=None, level=0):
     return result
 
 
-def weak_negative_diagnostics(outputs, observed_labels, full_labels, theta=0.0):
+def weak_negative_diagnostics(outputs, observed_labels, full_labels, theta):
     """`metrics.weak_negative_separation` of the WN weights a model's label embeddings give.
 
     Returns:

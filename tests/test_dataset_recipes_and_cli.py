@@ -225,7 +225,9 @@ def test_coco_recipe_trains_one_epoch_through_bad_files(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         output, report = _train("coco_wn", tmp_path / "coco", tmp_path / "run", "batch_size=7")
-    messages = "\n".join(str(w.message) for w in caught)
+    # `train` prints each warning as a "warning: ..." line (the Python API raises them as warnings).
+    messages = "\n".join([str(w.message) for w in caught] + [line for line in output.splitlines()
+                                                            if line.startswith("warning: ")])
     for number, reason in [(7, "no annotations"), (8, "unknown category id"), (9, "missing file"),
                            (10, "grayscale converted to RGB")]:
         assert f"COCO_train2014_{number:012d}.jpg: {reason}" in messages

@@ -105,7 +105,7 @@ def test_model_thresholds_default_validate_save_and_survive_the_fold(tiny_model,
     np.testing.assert_array_equal(model.thresholds, np.full(3, 0.5, np.float32))
     assert model.get_config()["thresholds"] is None
     for bad in ([0.1, 0.2], [0.1, 0.2, 1.5], [0.1, float("nan"), 0.2], "abc"):
-        with pytest.raises(ValueError, match=r"3 floats in \[0, 1\], one per label. Received: thresholds="):
+        with pytest.raises(ValueError, match=r"a list of 3 numbers in \[0, 1\], one per label. Received: thresholds="):
             model.set_thresholds(bad)
     with pytest.raises(ValueError, match=r"Received: thresholds=\[0.2, -0.1, 0.3\]"):
         tiny_model(3, thresholds=[0.2, -0.1, 0.3])
@@ -123,7 +123,7 @@ def test_model_thresholds_default_validate_save_and_survive_the_fold(tiny_model,
 def test_a_cam_model_holds_thresholds_too(tmp_path):
     from patchpu_keras.models import CAMClassifier
 
-    model = CAMClassifier(2, backbone="tiny", image_size=32, thresholds=[0.3, 0.7])
+    model = CAMClassifier.create(2, backbone="tiny", image_size=32, thresholds=[0.3, 0.7])
     model.save(tmp_path / "cam.keras")
     np.testing.assert_array_equal(load_model(tmp_path / "cam.keras").thresholds, np.float32([0.3, 0.7]))
 

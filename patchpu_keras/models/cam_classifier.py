@@ -2,7 +2,7 @@ import keras
 from keras import layers, ops
 
 from patchpu_keras.models.cam_backbone import CAMBackbone
-from patchpu_keras.models.multi_label_model import MultiLabelModel, flat_config_error, float32_outputs, policy_scope
+from patchpu_keras.models.multi_label_model import MultiLabelModel, float32_outputs, policy_scope
 
 # Arguments of the task (the head); every other argument of `create` goes to the backbone.
 HEAD_ARGUMENTS = ("boost_lu_alpha", "label_names", "thresholds", "name")
@@ -98,14 +98,6 @@ class CAMClassifier(MultiLabelModel):
 
     def get_config(self):
         return {**super().get_config(), "boost_lu_alpha": self.boost_lu_alpha}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        if not isinstance(config.get("backbone"), dict):
-            raise flat_config_error(cls, config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"], custom_objects=custom_objects)
-        return cls(**config)
 
     @classmethod
     def from_flat_config(cls, config):

@@ -35,8 +35,11 @@ def check_thresholds(thresholds, num_labels):
     """`thresholds` as a list of `num_labels` floats in [0, 1], or None."""
     if thresholds is None:
         return None
-    values = np.asarray(thresholds, dtype="float64")
-    if values.shape != (num_labels,) or not np.all((values >= 0) & (values <= 1)):
+    try:
+        values = np.asarray(thresholds, dtype="float64")
+    except (TypeError, ValueError):  # not numbers at all, e.g. "abc"
+        values = None
+    if values is None or values.shape != (num_labels,) or not np.all((values >= 0) & (values <= 1)):
         raise ValueError(
             f"`thresholds` must be None or a list of {num_labels} numbers in [0, 1], one per label. "
             f"Received: thresholds={thresholds!r}"
@@ -234,3 +237,12 @@ class MultiLabelModel(keras.Model):
             "label_names": self.label_names,
             "thresholds": self._thresholds,
         }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # A config saved before the backbone and the task were split is flat: refused with what to do.
+        config = dict(config)
+        if not isinstance(config.get("backbone"), dict):
+            raise flat_config_error(cls, config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"], custom_objects=custom_objects)
+        return cls(**config)

@@ -2,7 +2,7 @@ import keras
 
 from patchpu_keras.layers import LabelCodebookAttention, SoftmaxLabelClassifier
 from patchpu_keras.layers.label_codebook_attention import PAPER_EXACT
-from patchpu_keras.models.multi_label_model import MultiLabelModel, flat_config_error, float32_outputs, policy_scope
+from patchpu_keras.models.multi_label_model import MultiLabelModel, float32_outputs, policy_scope
 from patchpu_keras.models.patch_backbone import PatchBackbone
 
 # Arguments of the task (the head); every other argument of `create` goes to the backbone.
@@ -194,14 +194,6 @@ class PatchPUClassifier(MultiLabelModel):
             "attention_learn_temperature": self.attention_learn_temperature,
             "codebook_init_mode": self.codebook_init_mode,
         }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        if not isinstance(config.get("backbone"), dict):
-            raise flat_config_error(cls, config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"], custom_objects=custom_objects)
-        return cls(**config)
 
     @classmethod
     def from_flat_config(cls, config):

@@ -27,7 +27,7 @@ class TrainingDiagnostics(keras.callbacks.Callback):
         theta: the weak negative threshold of eq. (7).
     """
 
-    def __init__(self, probe, batch_size, objects=None, theta=0.0):
+    def __init__(self, probe, batch_size, theta, objects=None):
         super().__init__()
         self.probe = probe
         self.batch_size = batch_size

@@ -188,7 +188,7 @@ def plan_run(config, out_dir, resume=False, force=False):
         raise ValueError("--resume continues a run and --force replaces it: pass one. Received: both")
     config = check_settings(config)  # callers of `train` other than the CLI get the same checks
     check_loss_settings(config)
-    jit_compile = resolve_jit_compile(config.get("jit_compile", "auto"))
+    jit_compile = resolve_jit_compile(config["jit_compile"])
     distribution = Distribution.from_config(config)
     distribution.check_model_config(config)
     resumed = resume_point(config, out_dir) if resume else None

@@ -138,8 +138,7 @@ def _callbacks(plan, model, checkpoint, best, print_fn):
         callbacks.append(LossStateCallback(plan.loss, model.loss_state))
     if data.probe is not None:
         # Adds the diagnostics to the logs that TensorBoard and the checkpoint record.
-        callbacks.append(TrainingDiagnostics(data.probe, config["batch_size"], data.probe_objects,
-                                             config.get("theta", 0.0)))
+        callbacks.append(TrainingDiagnostics(data.probe, config["batch_size"], config["theta"], data.probe_objects))
     if best is not None:
         callbacks.append(best)
     # TensorBoard before the checkpoint: a crash between them repeats an epoch's point rather than losing it.

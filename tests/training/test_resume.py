@@ -12,6 +12,7 @@ import pytest
 import recipes
 from patchpu_keras import PatchPUClassifier, losses, training
 from patchpu_keras.training.run_checkpoint import RunCheckpoint, config_differences, restore_checkpoint
+from patchpu_keras.training.settings import check_settings
 
 from tests.conftest import HELPERS, REPO_ROOT, repo_env, tiny_patch_model, to_numpy
 from tests.configs import TINY_DEMO, set_options
@@ -24,8 +25,9 @@ EPOCHS = 3
 
 
 def _config(**changes):
+    # As a run saves it: checked, with the patch geometry resolved (`check_settings`).
     config = recipes.apply_overrides(recipes.load("demo"), [f"{k}={v}" for k, v in RESUMED_RUN.items()])
-    return {**config, "epochs": EPOCHS, **changes}
+    return check_settings({**config, "epochs": EPOCHS, **changes})
 
 
 def _write_state(out_dir, config, epoch, step, **extra):

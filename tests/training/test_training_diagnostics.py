@@ -28,7 +28,7 @@ def test_every_epoch_logs_the_diagnostics_of_the_saved_model(tmp_path):
     assert len(outputs["probabilities"]) == 24
     np.testing.assert_array_equal(outputs["observed_labels"], data.observed_labels[:24])
     expected = {
-        **weak_negative_diagnostics(outputs, outputs["observed_labels"], outputs["full_labels"]),
+        **weak_negative_diagnostics(outputs, outputs["observed_labels"], outputs["full_labels"], theta=0.0),
         **localization(model, outputs, outputs["full_labels"], data.probe_objects),
     }
     for key in keys:
