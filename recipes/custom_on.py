@@ -14,7 +14,7 @@ above AN by more than the seed spread. There is no reference number for your
 data.
 """
 
-from recipes import custom_wn
+from . import custom_wn
 
 
 def get_config():

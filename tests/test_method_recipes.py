@@ -1,5 +1,11 @@
 """The compared methods' recipes: every one loads and builds its loss and model."""
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 import recipes
@@ -181,3 +187,29 @@ def test_imagenet_variants_of_the_patch_recipes_differ_only_in_the_embedders_wei
         assert pretrained["embedder_weights"] == "imagenet" and plain["embedder_weights"] is None
         assert {k: v for k, v in pretrained.items() if k != "embedder_weights"} == {
             k: v for k, v in plain.items() if k != "embedder_weights"}
+
+
+def test_every_recipe_loads_under_the_wheels_package_name(tmp_path):
+    # The wheel ships `recipes/` as `patchpu_keras.recipes`: a recipe module that imports
+    # `recipes` by its checkout name works here and fails for every user of the wheel.
+    # Copied under another name, each recipe must still load, with the same config.
+    shutil.copytree(os.path.dirname(recipes.__file__), tmp_path / "shipped_recipes",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = (
+        "import json, sys\n"
+        "sys.path.remove('') if '' in sys.path else None\n"
+        "import shipped_recipes as r\n"
+        "print(json.dumps({n: [r.summary(n), r._own_config(n)] for n in r.names()}, default=str))\n"
+    )
+    # Only the package beside the copy: no top-level `recipes` to fall back on.
+    package = os.path.dirname(os.path.dirname(os.path.abspath(losses.__file__)))
+    os.symlink(package, tmp_path / "patchpu_keras")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    shipped = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(shipped) == sorted(recipes.names())
+    for name, (summary, config) in shipped.items():
+        assert summary == recipes.summary(name)
+        assert config == json.loads(json.dumps(recipes._own_config(name), default=str)), name
