@@ -131,7 +131,7 @@ def summary(recipe, data_dir, source, assignments, max_files, as_json):
             index = load_recipe_index(config, warn=False)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
-    result = summarize(index, label_seed=config["label_seed"], partial_fraction=config.get("partial_fraction", 0.1))
+    result = summarize(index, label_seed=config["label_seed"], partial_fraction=config["partial_fraction"])
     click.echo(json.dumps(result, indent=2) if as_json else format_summary(result, max_files=max_files))
 
 

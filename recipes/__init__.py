@@ -85,6 +85,10 @@ def _parse(text):
         return text
 
 
+# How `--set` errors name a value's type.
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a text",
+          tuple: "a list (a,b)", list: "a list (a,b)"}
+
 # Keys whose values may change type: `jit_compile` is True, False or "auto".
 MIXED_TYPE_KEYS = {"jit_compile": (bool, str)}
 
@@ -116,7 +120,7 @@ def apply_overrides(config, assignments):
             pass
         elif current is not None and value is not None and type(value) is not type(current):
             raise ValueError(
-                f"Recipe key {key!r} expects a {type(current).__name__} "
+                f"Recipe key {key!r} expects {_KINDS.get(type(current), type(current).__name__)} "
                 f"(currently {current!r}). Received: {assignment!r}"
             )
         config[key] = value

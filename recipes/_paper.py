@@ -4,19 +4,10 @@
 def paper_settings():
     """Model, optimisation and data-protocol keys of sec. 4.1.2 as a plain dict."""
     return {
-        # Data
+        # Data. The other data keys keep their defaults (`--data-dir`, `source`, `label_seed` 1200 as
+        # Cole et al. 2021, `val_fraction` 0: the paper's protocol keeps the last epoch; docs/recipes.md).
         "dataset": None,  # set by each recipe: "voc2012", "coco2014" or "custom"
-        "data_dir": None,  # --data-dir
-        "source": "auto",  # --source: auto, voc, coco, tfds, folders, manifest
         "regime": "single_positive",
-        "label_seed": 1200,  # Cole et al. 2021
-        "partial_fraction": 0.1,  # used by regime=partial only
-        "redraw_each_epoch": False,
-        "holdout_fraction": 0.1,  # folders/manifests without a test split
-        "holdout_seed": 0,
-        "val_fraction": 0.0,  # the paper's protocol: no validation split, the last epoch is kept
-        "flip": True,
-        "cache": None,  # None: no cache; true: resized images in memory; a path: on disk
         # Model: the patch model's defaults are sec. 4.1.2's (3 resolutions, factor 2,
         # F = 256, 640x640 images); patch_size and stride follow image_size
         # (64x64 patches side by side at 640: `training.builders.resolve_patch_geometry`).

@@ -130,7 +130,7 @@ BAD_SETTINGS = [
     (["image_size=-5"], ["image_size=-5", "whole number > 0"]),
     (["epochs=0"], ["epochs=0", "whole number > 0"]),
     (["learning_rate=0"], ["learning_rate=0", "number > 0"]),
-    (["image_size=abc"], ["image_size", "expects a int", "image_size=abc"]),
+    (["image_size=abc"], ["image_size", "expects a whole number", "image_size=abc"]),
     (["patch_size=big"], ["patch_size='big'", "whole number > 0"]),
     (["patch_size=16", "stride=64"], ["stride=64", "larger than patch_size=16", "--set stride=16"]),
     (["patch_size=48"], ["patch_size=48", "uncovered", "image_size - patch_size = 592"]),

@@ -66,7 +66,7 @@ def test_recipes_list_and_overrides():
     assert config["items_per_image"] == (1, 2) and config["fashion_mnist_dir"] == "/x"
     with pytest.raises(ValueError, match="Unknown recipe key 'epoch'"):
         recipes.apply_overrides(config, ["epoch=3"])
-    with pytest.raises(ValueError, match="expects a int"):
+    with pytest.raises(ValueError, match="expects a whole number"):
         recipes.apply_overrides(config, ["epochs=many"])
     result = CliRunner().invoke(cli, ["recipes"])
     recipe_lines, loss_lines = result.output.split("\n\nLosses (--set loss=NAME):\n")

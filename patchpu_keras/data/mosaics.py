@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from patchpu_keras.configured import Configured, same_names
+
 MAX_PLACEMENT_TRIES = 1000
 
 
@@ -146,12 +148,17 @@ def recipe_mosaics(config, num_test=None):
     Returns:
         What `fashion_mnist_mosaics` returns.
     """
-    return fashion_mnist_mosaics(
-        num_train=config["num_train"],
-        num_test=config["num_test"] if num_test is None else num_test,
-        canvas_size=config["image_size"],
-        items_per_image=tuple(config["items_per_image"]),
-        seed=config["data_seed"],
-        fashion_mnist_dir=config.get("fashion_mnist_dir"),
-        item_size=config.get("item_size", 28),
-    )
+    changes = {"items_per_image": tuple(config["items_per_image"])}
+    if num_test is not None:
+        changes["num_test"] = num_test
+    return RECIPE_MOSAICS(config, **changes)
+
+
+# The recipe keys `fashion_mnist_mosaics` reads. `item_size` and `fashion_mnist_dir` take their
+# defaults from its signature; the demo recipe states the others (`recipes/demo.py`).
+RECIPE_MOSAICS = Configured(
+    fashion_mnist_mosaics,
+    same_names("fashion_mnist_dir", "item_size"),
+    from_recipe={"num_train": "num_train", "num_test": "num_test", "image_size": "canvas_size",
+                 "items_per_image": "items_per_image", "data_seed": "seed"},
+)

@@ -78,13 +78,29 @@ def label_tables(observed_labels, full_labels, num_images):
     return tables
 
 
-def _flip(images, flip, seed):
+# Offset of the flips' seed from the shuffle's, so the two streams differ for any `seed`.
+_FLIP_SEED_OFFSET = 7919
+
+
+def _flip(images, flip, seed, first_epoch=0):
+    """Random horizontal flips, the same for every pipeline built with `seed` (and epoch).
+
+    Each element's flip comes from a seeded stream of integers that changes every epoch,
+    zipped with the elements, so two pipelines with the same seed (a resumed run's and an
+    uninterrupted one's, from `first_epoch` on) flip the same images whatever the
+    parallelism; `tf.image.random_flip_left_right`'s stateful draws do not.
+    """
     if not flip:
         return images
-    return images.map(
-        lambda image, target: (tf.image.random_flip_left_right(image, seed=seed), target),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    draws = advance_epochs(
+        tf.data.Dataset.random(seed=seed + _FLIP_SEED_OFFSET, rerandomize_each_iteration=True), first_epoch
     )
+
+    def flip_one(element, draw):
+        image, target = element
+        return tf.where(tf.math.floormod(draw, 2) == 1, tf.reverse(image, axis=[1]), image), target
+
+    return tf.data.Dataset.zip((images, draws)).map(flip_one, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _positive_pool(redraw_positives_from, observed_labels):
@@ -185,7 +201,7 @@ def array_dataset(
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = _redraw(dataset, redraw_positives_from, label_seed, first_epoch)
-    return _batch(_flip(dataset, flip, seed), batch_size)
+    return _batch(_flip(dataset, flip, seed, first_epoch), batch_size)
 
 
 def load_image(encoded, image_size):
@@ -278,4 +294,4 @@ def image_dataset(
 
     dataset = dataset.map(attach_labels, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = _redraw(dataset, redraw_positives_from, label_seed, first_epoch)
-    return _batch(_flip(dataset, flip, seed), batch_size)
+    return _batch(_flip(dataset, flip, seed, first_epoch), batch_size)

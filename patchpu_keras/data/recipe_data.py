@@ -19,10 +19,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from patchpu_keras.data.mosaics import recipe_mosaics
+from patchpu_keras.configured import Configured, same_names
+from patchpu_keras.data.mosaics import RECIPE_MOSAICS, recipe_mosaics
 from patchpu_keras.data.pipeline import array_dataset, image_dataset
 from patchpu_keras.data.regimes import observe
-from patchpu_keras.data.sources import load_recipe_index
+from patchpu_keras.data.sources import RECIPE_INDEX, load_recipe_index
 
 TRAIN = "train"
 VAL = "val"
@@ -41,13 +42,14 @@ VALIDATED_ON = {
 }
 
 
-def validation_rows(num_images, fraction, seed):
+def validation_rows(num_images, fraction=0.0, seed=0):
     """`(train_rows, val_rows)`: a seeded `fraction` of `num_images` training rows held out, both sorted.
 
     Args:
         num_images: int, training images before the split.
-        fraction: float in [0, 1); 0 or None keeps every image for training.
-        seed: int, seed of the draw.
+        fraction: float in [0, 1); 0 or None keeps every image for training
+            (the paper's protocol, the default).
+        seed: int, seed of the draw (the recipe's `holdout_seed`).
     """
     if not fraction:
         return np.arange(num_images), np.arange(0)
@@ -167,14 +169,15 @@ def load_data(config, splits=SPLITS, observed_labels=None, first_epoch=0):
         A `RecipeData`.
     """
     _check_splits(splits)
+    config = {**data_defaults(), **config}
     regime = config["regime"]
-    redraw = bool(config.get("redraw_each_epoch", False))
+    redraw = bool(config["redraw_each_epoch"])
     if redraw and regime != "single_positive":
         raise ValueError(
             "`redraw_each_epoch` redraws single positives: it needs regime=single_positive. "
             f"Received: regime={regime!r}"
         )
-    if config.get("data_dir") is None and config["dataset"] == "fashion_mnist_mosaics":
+    if config["data_dir"] is None and config["dataset"] == "fashion_mnist_mosaics":
         return _mosaic_data(config, splits, redraw, observed_labels, first_epoch)
     return _disk_data(config, splits, redraw, observed_labels, first_epoch)
 
@@ -194,14 +197,11 @@ def _observe(config, full_labels, observed_labels=None, drawn=None):
                 f"{tuple(np.shape(drawn))}"
             )
         return np.asarray(drawn, "float32")
-    return observe(
-        full_labels, config["regime"], seed=config["label_seed"],
-        partial_fraction=config.get("partial_fraction"), observed_labels=observed_labels,
-    )
+    return OBSERVATION(config, full_labels=full_labels, observed_labels=observed_labels)
 
 
 def _split_rows(config, num_images):
-    return validation_rows(num_images, config.get("val_fraction"), config.get("holdout_seed", 0))
+    return VALIDATION(config, num_images=num_images)
 
 
 def _val_fields(config, full_labels, observed_labels, make_dataset):
@@ -237,7 +237,7 @@ def _mosaic_data(config, splits, redraw, drawn, first_epoch):
             )
         train = array_dataset(
             train_images, observed_labels=observed, batch_size=config["batch_size"],
-            shuffle=True, flip=config.get("flip", True), seed=config["seed"],
+            shuffle=True, flip=config["flip"], seed=config["seed"],
             redraw_positives_from=train_full if redraw else None, label_seed=config["label_seed"],
             first_epoch=first_epoch,
         )
@@ -267,7 +267,7 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
     train_rows, val_rows = _split_rows(config, len(pool))
     train_split = pool if not len(val_rows) else pool.subset(train_rows)
     image_size, batch_size = config["image_size"], config["batch_size"]
-    cache = config.get("cache", False)
+    cache = config["cache"]
     observed = train = test = probe = probe_objects = None
     validation = {}
     if TRAIN in splits:
@@ -286,7 +286,7 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
                 (train_split.observed_labels > 0).astype("float32"))
         train = image_dataset(
             train_split, observed_labels=observed, image_size=image_size, batch_size=batch_size,
-            shuffle=True, flip=config.get("flip", True), seed=config["seed"], cache=cache,
+            shuffle=True, flip=config["flip"], seed=config["seed"], cache=cache,
             redraw_positives_from=positives, label_seed=config["label_seed"], first_epoch=first_epoch,
         )
     if len(val_rows) and (TRAIN in splits or VAL in splits):
@@ -311,3 +311,34 @@ def _disk_data(config, splits, redraw, drawn, first_epoch):
         test_objects=test_split.object_boxes(image_size),
         **validation,
     )
+
+
+def training_pipeline(flip=True, cache=None, redraw_each_epoch=False):
+    """The recipe keys of the training pipeline, with their defaults (`TRAINING_PIPELINE`).
+
+    Args:
+        flip: bool, random horizontal flips of the training images.
+        cache: None (no cache), True (the resized images in memory) or a path
+            (on disk); data on disk only.
+        redraw_each_epoch: bool, single positives drawn anew every epoch.
+
+    Returns:
+        `{key: value}`.
+    """
+    return {"flip": flip, "cache": cache, "redraw_each_epoch": redraw_each_epoch}
+
+
+# Every data key a recipe may set, and the signature that declares its default (first match wins).
+OBSERVATION = Configured(observe, {"regime": "regime", "label_seed": "seed", "partial_fraction": "partial_fraction"})
+VALIDATION = Configured(validation_rows, {"val_fraction": "fraction", "holdout_seed": "seed"})
+TRAINING_PIPELINE = Configured(training_pipeline, same_names("flip", "cache", "redraw_each_epoch"))
+DATA_KEYS = (RECIPE_INDEX, RECIPE_MOSAICS, OBSERVATION, VALIDATION, TRAINING_PIPELINE)
+
+
+def data_defaults():
+    """`{recipe key: default}` of every data key, from the signatures in `DATA_KEYS` (`regime`: None, required)."""
+    defaults = {}
+    for configured in DATA_KEYS:
+        for key, value in configured.defaults().items():
+            defaults.setdefault(key, value)
+    return defaults

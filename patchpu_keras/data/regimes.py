@@ -73,7 +73,7 @@ def full(full_labels):
     return observed_from_full(full_labels)
 
 
-def observe(full_labels, regime, seed=1200, partial_fraction=None, observed_labels=None):
+def observe(full_labels, regime, seed=1200, partial_fraction=0.1, observed_labels=None):
     """Observed labels of a training set under an annotation regime.
 
     Args:
@@ -84,7 +84,7 @@ def observe(full_labels, regime, seed=1200, partial_fraction=None, observed_labe
             (every label) or "observed" (the labels the source gives: the full
             labels when it has them, else `observed_labels`).
         seed: int, seed of the draws (1200 by default, as Cole et al. 2021).
-        partial_fraction: float in (0, 1], for "partial".
+        partial_fraction: float in (0, 1], for "partial" (10% by default).
         observed_labels: `(n, L)` in {-1, 0, 1}, the source's own labels when
             `full_labels` is None. "single_positive" then draws among their
             positives; "partial" and "full" need full labels and raise.

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from patchpu_keras.configured import Configured, same_names
 from patchpu_keras.data import coco, folders, manifest, tfds_source, voc
 from patchpu_keras.data.file_problem import FileProblem
 from patchpu_keras.data.image_check import check_image_files, warn_problems
@@ -151,15 +152,8 @@ def _drop_unlabelled_training_images(index):
 
 
 def load_recipe_index(config, warn=True):
-    """`load_index` with the data keys of a recipe dict (`data_dir`, `source`, holdout)."""
-    return load_index(
-        config.get("data_dir"),
-        source=config.get("source", "auto"),
-        dataset=config.get("dataset"),
-        holdout_fraction=config.get("holdout_fraction", 0.1),
-        holdout_seed=config.get("holdout_seed", 0),
-        warn=warn,
-    )
+    """`load_index` with the data keys of a recipe dict (`data_dir`, `source`, holdout): `RECIPE_INDEX`."""
+    return RECIPE_INDEX(config, warn=warn)
 
 
 def load_index(
@@ -224,3 +218,11 @@ def load_index(
     if warn:
         warn_problems(index.problems, f"{SOURCES[kind].title} ({data_dir})")
     return index
+
+
+# The recipe keys `load_index` reads; their defaults are its signature's.
+RECIPE_INDEX = Configured(
+    load_index,
+    {"data_dir": "data_dir", **same_names("source", "holdout_fraction", "holdout_seed")},
+    from_recipe={"dataset": "dataset"},
+)

@@ -15,6 +15,7 @@ import typing
 import keras
 
 from patchpu_keras.configured import Configured, same_names
+from patchpu_keras.data.recipe_data import data_defaults
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
 from patchpu_keras.models import CAMBackbone, CAMClassifier, PatchBackbone, PatchPUClassifier
 from patchpu_keras.optimizers import Adam, Lamb
@@ -87,11 +88,12 @@ def _model_defaults():
 def method_defaults():
     """Every key the builders and the loss table read, with its default.
 
-    The model, optimizer and loss keys come from the signatures they configure
-    (`MODELS`, `OPTIMIZER`, `losses.registry.LOSSES`); then `TRAINING_DEFAULTS`
-    and `RUN_DEFAULTS`.
+    The data, model, optimizer and loss keys come from the signatures they
+    configure (`data.recipe_data.DATA_KEYS`, `MODELS`, `OPTIMIZER`,
+    `losses.registry.LOSSES`); then `TRAINING_DEFAULTS` and `RUN_DEFAULTS`.
     """
-    return {**_model_defaults(), **OPTIMIZER.defaults(), **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
+    return {**data_defaults(), **_model_defaults(), **OPTIMIZER.defaults(), **TRAINING_DEFAULTS, **RUN_DEFAULTS,
+            **loss_defaults()}
 
 
 def resolve_jit_compile(value):

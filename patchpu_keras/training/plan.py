@@ -16,7 +16,13 @@ import numpy as np
 
 from patchpu_keras.data.recipe_data import load_data
 from patchpu_keras.losses.registry import LOSSES
-from patchpu_keras.training.builders import TrainingBudget, build_loss, resolve_jit_compile, training_budget
+from patchpu_keras.training.builders import (
+    TrainingBudget,
+    build_loss,
+    method_defaults,
+    resolve_jit_compile,
+    training_budget,
+)
 from patchpu_keras.training.distribution import Distribution
 from patchpu_keras.training.run_checkpoint import (
     CHECKPOINT_DIR,
@@ -186,7 +192,8 @@ def plan_run(config, out_dir, resume=False, force=False):
     """
     if resume and force:
         raise ValueError("--resume continues a run and --force replaces it: pass one. Received: both")
-    config = check_settings(config)  # callers of `train` other than the CLI get the same checks
+    # Keys the config leaves out take their defaults; callers of `train` other than the CLI get the same checks.
+    config = check_settings({**method_defaults(), **config})
     check_loss_settings(config)
     jit_compile = resolve_jit_compile(config["jit_compile"])
     distribution = Distribution.from_config(config)

@@ -99,7 +99,7 @@ def _write_observed(plan):
         class_names=np.asarray(data.class_names),
         regime=config["regime"],
         label_seed=config["label_seed"],
-        redraw_each_epoch=bool(config.get("redraw_each_epoch", False)),
+        redraw_each_epoch=bool(config["redraw_each_epoch"]),
     )
 
 

@@ -157,3 +157,26 @@ def test_full_debian_copy_loads():
     subset = load_fashion_mnist()
     first = subset["test_images"][0]
     assert any(np.array_equal(first, image) for image in data["test_images"][:10000])
+
+
+
+def test_a_config_built_by_hand_gets_the_documented_data_defaults():
+    # A config stating only what the mosaics need gets the data of one that spells out the
+    # documented defaults (docs/recipes.md, "Data keys"): flips on, labels drawn with seed 1200,
+    # no validation split. Each default comes from the one signature that declares it.
+    from patchpu_keras.data import load_data
+
+    by_hand = {"dataset": "fashion_mnist_mosaics", "num_train": 40, "num_test": 8, "items_per_image": (1, 4),
+               "data_seed": 0, "regime": "single_positive", "image_size": 56, "batch_size": 8, "seed": 0}
+    documented = {**by_hand, "data_dir": None, "flip": True, "label_seed": 1200, "val_fraction": 0.0,
+                  "holdout_seed": 0, "item_size": 28, "fashion_mnist_dir": None, "redraw_each_epoch": False}
+    ours, spelled_out = load_data(by_hand), load_data(documented)
+    np.testing.assert_array_equal(ours.observed_labels, spelled_out.observed_labels)
+    assert ours.num_val == spelled_out.num_val == 0 and ours.num_train == 40
+    for _ in range(2):  # two epochs of flips and order
+        for (images, _), (expected, _) in zip(ours.train, spelled_out.train):
+            np.testing.assert_array_equal(np.asarray(images), np.asarray(expected))
+    # What the config states wins: without flips, or with another label seed, the data differ.
+    unflipped = load_data({**by_hand, "flip": False})
+    assert any(not np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(ours.train, unflipped.train))
+    assert not np.array_equal(load_data({**by_hand, "label_seed": 7}).observed_labels, ours.observed_labels)
