@@ -180,16 +180,28 @@ def _base_report(plan, model):
 
 
 def _fit(plan, model, callbacks, verbose):
-    data = plan.data
+    """`model.fit` over the plan's epochs, each epoch one iteration of `data.train`.
+
+    The training pipeline draws a new order (flips, redraws) each time an iterator is made
+    from it, and a pipeline built for epoch `e` starts at the `e`-th draw. Keras' `fit` makes
+    one iterator per epoch when it is given `steps_per_epoch` (it makes the next one as an
+    epoch ends and reuses it), and two without; so `steps_per_epoch` is always given, and a
+    resumed epoch's remaining steps are read through a pipeline of unknown length, after which
+    `fit` makes no extra iterator. Then a resumed run's epochs get the uninterrupted run's
+    batches (`tests/training/test_resume.py`).
+    """
+    data, steps = plan.data, plan.budget.steps_per_epoch
     first_epoch = plan.first_epoch
     fit = dict(validation_data=data.val, callbacks=callbacks, verbose=verbose,
                shuffle=False)  # the dataset reshuffles itself every epoch
     if plan.resumed and plan.resumed["step"] > 0:
         # The interrupted epoch: the same order, without the steps already trained.
-        model.fit(data.train.skip(plan.resumed["step"]), initial_epoch=first_epoch, epochs=first_epoch + 1, **fit)
+        rest = data.train.skip(plan.resumed["step"]).filter(lambda *_: True)  # length unknown to Keras
+        model.fit(rest, initial_epoch=first_epoch, epochs=first_epoch + 1,
+                  steps_per_epoch=steps - plan.resumed["step"], **fit)
         first_epoch += 1
     if first_epoch < plan.budget.epochs and not model.stop_training:
-        model.fit(data.train, initial_epoch=first_epoch, epochs=plan.budget.epochs, **fit)
+        model.fit(data.train, initial_epoch=first_epoch, epochs=plan.budget.epochs, steps_per_epoch=steps, **fit)
 
 
 def _write_heatmaps(model, scores, out_dir, class_names):

@@ -141,9 +141,12 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
     # Bit-identical: the epoch before the crash (the killed run was the same program until then).
     for key, values in uninterrupted["history"].items():
         assert values[:1] == history_before[key]
-    # Close, not equal: after the resume the batches come in another order than the uninterrupted
-    # run's (Keras' fit makes more iterators than epochs; docs/scaling.md, "Known limitation"),
-    # so the weights, losses and mAP of epochs 2-3 are those of another shuffle of the same data.
+    # On TensorFlow the resumed run is the uninterrupted one: every epoch gets the same batches
+    # (one pipeline iteration per epoch, `training.run._fit`) and the restored state is exact, so
+    # losses, weights and mAP are equal. A pipeline moved on by one epoch too many or too few, or
+    # a `fit` that makes an extra iterator, gives another shuffle: loss 4 % off, weights 1 %.
+    # JAX's and PyTorch's data adapters make their iterators in another pattern: the batches
+    # agree through the interrupted epoch, then differ (docs/scaling.md, "Resume after a crash").
     largest = max(
         float(np.max(np.abs(weights_resumed[name] - value))) / (float(np.max(np.abs(value))) + 1e-6)
         for name, value in weights_uninterrupted.items() if value.dtype.kind == "f"
@@ -153,9 +156,13 @@ def test_a_run_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path):
         f"loss {resumed['history']['loss']} vs {uninterrupted['history']['loss']}; "
         f"largest relative weight difference {largest:.3g}"
     )
-    np.testing.assert_allclose(resumed["history"]["loss"], uninterrupted["history"]["loss"], rtol=0.15)
-    assert largest < 0.1
-    assert resumed["map"] == pytest.approx(uninterrupted["map"], abs=0.1)
+    if keras.backend.backend() == "tensorflow":
+        assert resumed["history"]["loss"] == uninterrupted["history"]["loss"]
+        assert largest == 0.0 and resumed["map"] == uninterrupted["map"]
+    else:
+        assert resumed["history"]["loss"][:2] == pytest.approx(uninterrupted["history"]["loss"][:2], rel=1e-6)
+        np.testing.assert_allclose(resumed["history"]["loss"], uninterrupted["history"]["loss"], rtol=0.15)
+        assert largest < 0.1
 
 
 # === Resuming in one process: the next steps equal an uninterrupted run's ===
