@@ -7,14 +7,15 @@ from patchpu_keras.losses.online_negative import OnlineNegative
 
 
 def label_cluster_terms(y_observed, attention):
-    """Per-entry label-clustering terms: the observed positives' patches claimed by their own label.
+    """Per-entry label-clustering terms: an observed positive's attention on the patches it owns.
 
     For image b, label k and patch i, `q[b, i, k] = a[b, k, i] / sum_k' a[b, k', i]`
     is the share of patch i's attention that label k takes. For an observed
     positive l the term is the cross-entropy of those shares against l,
-    averaged over the patches with l's own attention as the weights (held
-    fixed): `C[b, l] = -sum_i sg(a[b, l, i]) log q[b, i, l]`. The patches l
-    attends to most count most. Unknown and observed-negative entries give 0.
+    averaged over the patches with l's own attention as the weights:
+    `C[b, l] = -sum_i a[b, l, i] log q[b, i, l]`. Unknown and observed-negative
+    entries give 0. The gradient flows through both factors (see
+    `label_cluster`).
 
     Args:
         y_observed: `(batch, num_labels)` observed labels, +1 / 0 / -1.
@@ -29,28 +30,35 @@ def label_cluster_terms(y_observed, attention):
     log_attention = clipped_log(attention)
     # log q = log a - logsumexp over labels: a softmax over labels of each patch's attention logits.
     log_shares = log_attention - ops.logsumexp(log_attention, axis=1, keepdims=True)
-    cross_entropy = -ops.sum(ops.stop_gradient(attention) * log_shares, axis=-1)
+    cross_entropy = -ops.sum(attention * log_shares, axis=-1)
     return positives * cross_entropy
 
 
 def label_cluster(y_observed, attention):
-    """Label-clustering term: each observed label's most-attended patches pulled toward its codebook.
+    """Label-clustering term: each observed label's attended patches pulled toward its own codebook.
 
     With `a[b, k, i] = softmax_i(s[b, k, i])` the attention of eq. (1),
     `s[b, k, i] = e_label_k . e_patch_i` (times the layer's score scale), and
     `Z[b, k] = sum_n exp(s[b, k, n])`:
 
         q[b, i, k] = a[b, k, i] / sum_k' a[b, k', i] = softmax_k(s[b, k, i] - log Z[b, k]),
-        C[b, l]    = -sum_i sg(a[b, l, i]) log q[b, i, l]     (l an observed positive of b; else 0),
-        C          = 1 / (B L) sum_{b, l} C[b, l],
+        C[b, l]    = -sum_i a[b, l, i] log q[b, i, l]     (l an observed positive of b; else 0),
+        C          = 1 / (B L) sum_{b, l} C[b, l].
 
-    `sg` stopping the gradient. Through `s`, the gradient moves each patch
-    embedding that label l attends to toward l's codebook and away from the
-    other labels' codebooks (and those codebooks away from it), which clusters
-    the patch embedding space by label; through `log Z` it also sharpens l's
-    attention on those patches and turns the other labels' attention away
-    from them. It reads the attention only, so any model returning
-    `attention` can use it; no prior on the number of labels is needed.
+    `C[b, l]` is small when label l attends to patches that no other label
+    attends to. Its gradient raises `s[b, l, i]` on the patches where l's
+    share is high and lowers the other labels' `s[b, k, i]` on the patches l
+    attends to: through `s`, each such patch embedding moves toward l's
+    codebook and away from the other labels' codebooks (and those codebooks
+    away from it), which clusters the patch embedding space by label. It
+    reads the attention only, so any model returning `attention` can use it;
+    no prior on the number of labels is needed.
+
+    Holding the weights `a[b, l, i]` fixed instead is not the same term: with
+    weights equal to l's own softmax, the gradient of `sum_i a log a` through
+    `s[b, l, .]` vanishes, and what remains lowers `s[b, l, i]` where l's
+    share is above its mean, spreading l's attention (measured worse,
+    docs/benchmarks.md).
 
     Args:
         y_observed: `(batch, num_labels)` observed labels, +1 / 0 / -1.
