@@ -20,7 +20,6 @@ import compare_methods  # noqa: E402
 
 NEW_ROWS = [
     ("ON (online negatives from the model's scores)", "patch", {"loss": "online_negative"}),
-    ("ON + label clustering", "patch", {"loss": "online_negative_clustered"}),
 ]
 compare_methods.RUNS = compare_methods.RUNS + NEW_ROWS
 

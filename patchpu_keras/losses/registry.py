@@ -28,7 +28,6 @@ from patchpu_keras.losses.full_bce import FullBCE
 from patchpu_keras.losses.generalized_robust import GeneralizedRobust
 from patchpu_keras.losses.large_loss import LargeLoss
 from patchpu_keras.losses.online_negative import OnlineNegative
-from patchpu_keras.losses.online_negative_clustered import OnlineNegativeClustered
 from patchpu_keras.losses.role import ROLE
 from patchpu_keras.losses.weak_assume_negative import WeakAssumeNegative
 from patchpu_keras.losses.weak_negative import WeakNegative
@@ -85,10 +84,6 @@ LOSSES = {
                             ("theta",)),
     "online_negative": _entry(OnlineNegative, "ON: unknown labels as negatives weighted by the model's own "
                               "(1 - p)^gamma, no prior", {"online_gamma": "gamma"}),
-    "online_negative_clustered": LossEntry(
-        Configured(OnlineNegativeClustered, {"online_gamma": "gamma", "cluster_weight": "cluster_weight"},
-                   declared_in=(OnlineNegative,)),  # gamma's default is ON's
-        "ON + clustering: ON plus each observed label's attended patches pulled to its own codebook"),
     "expected_positive_regularization": _entry(
         ExpectedPositiveRegularization, "EPR: expected positive regularization (Cole et al. 2021)",
         ("expected_positives",)),
