@@ -37,7 +37,9 @@ class Configured(typing.NamedTuple):
     from_recipe: dict = {}
     declared_in: tuple = ()
 
-    def _parameters(self):
+    def parameters(self):
+        """`{argument: inspect.Parameter}` of `target`'s arguments and `declared_in`'s, each from the
+        first signature that declares it (`declared_in` in order, then `target`)."""
         parameters = {}
         for source in (*self.declared_in, self.target):
             for name, parameter in inspect.signature(source).parameters.items():
@@ -46,7 +48,7 @@ class Configured(typing.NamedTuple):
 
     def defaults(self):
         """`{recipe key: default}` of `keys`, from the declaring signatures (None where there is none)."""
-        parameters = self._parameters()
+        parameters = self.parameters()
         return {
             key: None if parameters[argument].default is inspect.Parameter.empty else parameters[argument].default
             for key, argument in self.keys.items()
@@ -54,7 +56,7 @@ class Configured(typing.NamedTuple):
 
     def required(self):
         """Recipe keys of `keys` whose argument has no default."""
-        parameters = self._parameters()
+        parameters = self.parameters()
         return tuple(key for key, argument in self.keys.items()
                      if parameters[argument].default is inspect.Parameter.empty)
 
