@@ -23,6 +23,11 @@ layer names, `weights=None` normalisation), the format `embedder_weights=PATH`
 reads: the stem and the first five blocks are copied into the classifier's
 embedder; the projection, attention and classifier start from scratch, and the
 model's preprocessing stays "unit" ([0, 1]), as the pretraining saw it.
+
+A run can chain both steps: with the recipe key `pretrain_steps` > 0, `train`
+first pretrains on the run's own training images (`pretrain_objective` picks
+the objective), writes `RUN/pretrained_embedder.weights.h5` and trains from it
+(`chained_pretraining`, `pretrain_for_run`).
 """
 
 import os
@@ -31,6 +36,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from patchpu_keras.configured import Configured
 from patchpu_keras.layers import PatchEmbedder
 
 
@@ -377,3 +383,57 @@ def pretrain_embedder(config, out, objective="contrastive", steps=1000, batch_si
     save_embedder_weights(pretrainer.embedder, out)
     return {"objective": objective, "num_patches": int(len(patches)), "steps": steps,
             "final_loss": float(history.history["loss"][-1]), "seconds": time.time() - start}
+
+
+# The file a run with `pretrain_steps` > 0 pretrains into, inside its folder.
+PRETRAINED_EMBEDDER = "pretrained_embedder.weights.h5"
+
+
+def pretrain_for_run(config, out, pretrain_steps=0, verbose="auto", **pretrain_arguments):
+    """`pretrain_embedder` for `pretrain_steps` steps, seeded by the run's `seed`; `pretrain_steps=0` is off."""
+    return pretrain_embedder(config, out, steps=pretrain_steps, seed=config["seed"], verbose=verbose,
+                             **pretrain_arguments)
+
+
+# The recipe keys that chain pretraining and training, and the arguments they set: `pretrain_steps`
+# defaults to `pretrain_for_run`'s 0 (off), `pretrain_objective` to `pretrain_embedder`'s objective.
+PRETRAINING = Configured(pretrain_for_run, {"pretrain_steps": "pretrain_steps", "pretrain_objective": "objective"},
+                         declared_in=(pretrain_embedder,))
+
+
+def chained_pretraining(config, out_dir, resume=False):
+    """What a run pretrains before it trains, checked before any data is read; None when `pretrain_steps` is 0.
+
+    Args:
+        config: the run's recipe dict.
+        out_dir: the run folder; the weights go to `out_dir/PRETRAINED_EMBEDDER`.
+        resume: bool, the run resumes: an existing weights file is reused, not retrained.
+
+    Returns:
+        None, or a dict: `weights` (the file), `steps`, `objective`, `reuse`
+        (True when resuming and the file exists).
+    """
+    settings = {**PRETRAINING.defaults(), **{key: config[key] for key in PRETRAINING.keys if key in config}}
+    steps, objective = settings["pretrain_steps"], settings["pretrain_objective"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"pretrain_steps: expected a whole number >= 0 (0: no pretraining), e.g. "
+                         f"--set pretrain_steps=300. Received: pretrain_steps={steps!r}")
+    if not steps:
+        return None
+    if objective not in OBJECTIVES:
+        raise ValueError(f"pretrain_objective must be one of {', '.join(OBJECTIVES)}. "
+                         f"Received: pretrain_objective={objective!r}")
+    if config.get("embedder_weights") is not None:
+        raise ValueError(
+            "pretrain_steps > 0 pretrains the embedder the run starts from, embedder_weights loads one: "
+            "set one of them (--set pretrain_steps=0 or --set embedder_weights=none). "
+            f"Received: pretrain_steps={steps}, embedder_weights={config['embedder_weights']!r}"
+        )
+    from patchpu_keras.training.builders import DEFAULT_MODEL
+
+    if config.get("model", DEFAULT_MODEL) != "patch":
+        raise ValueError(f"pretrain_steps pretrains the patch model's embedder; use model=patch or "
+                         f"pretrain_steps=0. Received: model={config['model']!r}, pretrain_steps={steps}")
+    weights = os.path.join(out_dir, PRETRAINED_EMBEDDER)
+    return {"weights": weights, "steps": steps, "objective": objective,
+            "reuse": bool(resume and os.path.exists(weights))}

@@ -18,6 +18,7 @@ from patchpu_keras.configured import Configured, same_names
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
 from patchpu_keras.models import CAMBackbone, CAMClassifier, PatchBackbone, PatchPUClassifier
 from patchpu_keras.optimizers import Adam, Lamb
+from patchpu_keras.pretraining import PRETRAINING
 
 # The models a recipe's `model` key names, with the recipe keys each reads
 # ({recipe key: constructor argument}); each key's default is its argument's.
@@ -88,10 +89,11 @@ def method_defaults():
     """Every key the builders and the loss table read, with its default.
 
     The model, optimizer and loss keys come from the signatures they configure
-    (`MODELS`, `OPTIMIZER`, `losses.registry.LOSSES`); then `TRAINING_DEFAULTS`
-    and `RUN_DEFAULTS`.
+    (`MODELS`, `OPTIMIZER`, `losses.registry.LOSSES`, the pretraining keys of
+    `pretraining.PRETRAINING`); then `TRAINING_DEFAULTS` and `RUN_DEFAULTS`.
     """
-    return {**_model_defaults(), **OPTIMIZER.defaults(), **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
+    return {**_model_defaults(), **OPTIMIZER.defaults(), **PRETRAINING.defaults(), **TRAINING_DEFAULTS,
+            **RUN_DEFAULTS, **loss_defaults()}
 
 
 def resolve_jit_compile(value):

@@ -16,6 +16,7 @@ import numpy as np
 
 from patchpu_keras.data.recipe_data import load_data
 from patchpu_keras.losses.registry import LOSSES
+from patchpu_keras.pretraining import PRETRAINED_EMBEDDER, chained_pretraining
 from patchpu_keras.training.builders import TrainingBudget, build_loss, resolve_jit_compile, training_budget
 from patchpu_keras.training.distribution import Distribution
 from patchpu_keras.training.run_checkpoint import (
@@ -29,7 +30,7 @@ from patchpu_keras.training.settings import check_settings
 # What a finished run directory holds (`train` writes them; `--force` removes them all, and any `eval-*/`).
 RUN_FILES = (
     "model.keras", "best_model.keras", "report.json", "history.json", "observed_labels.npz",
-    CHECKPOINT_DIR, "heatmaps", "logs",
+    CHECKPOINT_DIR, "heatmaps", "logs", PRETRAINED_EMBEDDER,
 )
 REPORT_FILE = "report.json"
 
@@ -47,6 +48,8 @@ class RunPlan:
         distribution: the `Distribution` (devices).
         jit_compile: bool, `compile`'s argument.
         resumed: the checkpoint's `state.json` dict when resuming, else None.
+        pretraining: what the run pretrains before training (`pretrain_steps` > 0:
+            `pretraining.chained_pretraining`'s dict), else None.
     """
 
     config: dict
@@ -57,6 +60,7 @@ class RunPlan:
     distribution: Distribution
     jit_compile: bool
     resumed: Optional[dict] = None
+    pretraining: Optional[dict] = None
 
     @property
     def first_epoch(self):
@@ -188,6 +192,7 @@ def plan_run(config, out_dir, resume=False, force=False):
         raise ValueError("--resume continues a run and --force replaces it: pass one. Received: both")
     config = check_settings(config)  # callers of `train` other than the CLI get the same checks
     check_loss_settings(config)
+    pretraining = chained_pretraining(config, out_dir, resume=resume)
     jit_compile = resolve_jit_compile(config["jit_compile"])
     distribution = Distribution.from_config(config)
     distribution.check_model_config(config)
@@ -211,7 +216,7 @@ def plan_run(config, out_dir, resume=False, force=False):
     distribution.check_loss(loss)
     return RunPlan(
         config=config, out_dir=out_dir, data=data, budget=budget, loss=loss,
-        distribution=distribution, jit_compile=jit_compile, resumed=resumed,
+        distribution=distribution, jit_compile=jit_compile, resumed=resumed, pretraining=pretraining,
     )
 
 
@@ -242,6 +247,13 @@ def describe_plan(plan):
         f"  devices: {plan.distribution.devices} used of {_visible_devices()} ({keras.backend.backend()}, "
         f"distribute={plan.distribution.mode}, jit_compile={plan.jit_compile})",
     ]
+    if plan.pretraining:
+        pretraining = plan.pretraining
+        lines.append(
+            f"  pretraining: the patch embedder, {pretraining['objective']}, on the training images: "
+            + ("reusing " if pretraining["reuse"] else f"{pretraining['steps']} steps into ")
+            + f"{pretraining['weights']}, then training from it"
+        )
     if plan.resumed:
         lines.append(
             f"  resuming after epoch {plan.resumed['epoch']}, step {plan.resumed['step']}: "
