@@ -185,6 +185,7 @@ def test_pretrain_steps_pretrains_into_the_run_trains_from_it_and_a_resume_reuse
     assert report["pretraining"]["weights"] == weights and report["pretraining"]["steps"] == 2
     assert report["pretraining"]["objective"] == "masked" and report["pretraining"]["seconds"] > 0
     assert report["config"]["embedder_weights"] is None  # the recipe as given: resumable, re-runnable
+    assert pretraining.PRETRAINED_EMBEDDER in report["files"]
     PatchPUClassifier.create(3, image_size=56, patch_size=28, num_resolutions=2,
                              embedding_dim=TINY_DEMO["embedding_dim"], embedder_weights=weights)
 

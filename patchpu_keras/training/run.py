@@ -18,7 +18,7 @@ from patchpu_keras.metrics import MeanAveragePrecision
 from patchpu_keras.metrics.classification import DEFAULT_THRESHOLD, classification_report
 from patchpu_keras.models import PatchPUClassifier, TrainingModel, load_model
 from patchpu_keras.models.training_model import task_of
-from patchpu_keras.pretraining import pretrain_for_run
+from patchpu_keras.pretraining import PRETRAINED_EMBEDDER, pretrain_for_run
 from patchpu_keras.training.best_epoch import BEST_MODEL, BestEpoch
 from patchpu_keras.training.builders import build_model, build_optimizer
 from patchpu_keras.training.diagnostics import TrainingDiagnostics
@@ -49,7 +49,9 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False, force=F
     `config["checkpoint_every"]` steps (what `resume` needs),
     `observed_labels.npz` (the drawn annotation with the training images'
     names, for reproducibility), TensorBoard event files under `logs/`,
-    `report.json` and `heatmaps/*.png`. If training stops on an error,
+    `report.json` and `heatmaps/*.png`; with `config["pretrain_steps"]` > 0, first
+    `pretrained_embedder.weights.h5`, the embedder pretrained on the run's training
+    images that the model starts from (`patchpu_keras.pretraining`). If training stops on an error,
     `report.json` records the error (`status` "failed", `reason`) and the epochs
     completed before it is re-raised; a NaN or infinite loss stops training at
     once with a `NonFiniteLossError` naming the epoch, the step and the last
@@ -80,7 +82,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False, force=F
         split), `kept_epoch`, `kept_model`, `best_val_map`, `validated_on`,
         `stopped_early`, `history`, `config`, `seconds`, `budget` (epochs and
         steps trained), `devices`, `distribute`, `jit_compile`, counts,
-        `source`, `evaluated_on` ("full_labels", or "observed_labels ..."
+        `pretraining` (when `pretrain_steps` > 0), `source`, `evaluated_on` ("full_labels", or "observed_labels ..."
         when the test split was held out of observed-only data), `warnings`
         and, for data on disk, `files_skipped` and `data_notes`.
     """
@@ -247,6 +249,8 @@ def written_files(report):
              f"{HEATMAP_DIR}/"]
     if report.get("kept_model") == BEST_MODEL:
         files.insert(1, BEST_MODEL)
+    if report.get("pretraining"):
+        files.append(PRETRAINED_EMBEDDER)
     return files
 
 
