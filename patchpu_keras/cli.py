@@ -330,11 +330,13 @@ def export(model_path, out, version, export_format, force):
 @click.option("--recipe", required=True, help="Recipe whose data and patches apply.")
 @click.option("--data-dir", default=None, help="Folder of your images (as `train --data-dir`).")
 @click.option("--out", required=True, help="Weights file to write, ending in .weights.h5.")
+@click.option("--objective", default=None,
+              help="contrastive (views of patches) or masked (patch prediction) [default: contrastive].")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps [default: 1000].")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Patches per step [default: 128].")
 @click.option("--seed", type=int, default=None, help="Seed [default: 0].")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
-def pretrain(recipe, data_dir, out, steps, batch_size, seed, assignments):
+def pretrain(recipe, data_dir, out, objective, steps, batch_size, seed, assignments):
     """Pretrain the patch embedder without labels on the recipe's training images.
 
     Then train with `--set embedder_weights=OUT` (docs/benchmarks.md measures it).
@@ -342,13 +344,14 @@ def pretrain(recipe, data_dir, out, steps, batch_size, seed, assignments):
     from patchpu_keras.pretraining import pretrain_embedder
 
     config = _config(recipe, assignments, data_dir)
-    given = {"steps": steps, "batch_size": batch_size, "seed": seed}
+    given = {"objective": objective, "steps": steps, "batch_size": batch_size, "seed": seed}
     try:
         found = pretrain_embedder(config, out, **{key: value for key, value in given.items() if value is not None})
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(
-        f"Pretrained the patch embedder on {found['num_patches']} patches, {found['steps']} steps in "
+        f"Pretrained the patch embedder ({found['objective']}) on {found['num_patches']} patches, "
+        f"{found['steps']} steps in "
         f"{found['seconds']:.0f} s (final loss {found['final_loss']:.3f}); weights in {out}. "
         f"Train with --set embedder_weights={out}"
     )

@@ -19,6 +19,7 @@ from patchpu_keras.data.recipe_data import data_defaults
 from patchpu_keras.losses.registry import build_loss, defaults as loss_defaults
 from patchpu_keras.models import CAMBackbone, CAMClassifier, PatchBackbone, PatchPUClassifier
 from patchpu_keras.optimizers import Adam, Lamb
+from patchpu_keras.pretraining import PRETRAINING
 
 # The models a recipe's `model` key names, with the recipe keys each reads
 # ({recipe key: constructor argument}); each key's default is its argument's.
@@ -88,12 +89,12 @@ def _model_defaults():
 def method_defaults():
     """Every key the builders and the loss table read, with its default.
 
-    The data, model, optimizer and loss keys come from the signatures they
-    configure (`data.recipe_data.DATA_KEYS`, `MODELS`, `OPTIMIZER`,
+    The data, model, optimizer, pretraining and loss keys come from the signatures they
+    configure (`data.recipe_data.DATA_KEYS`, `MODELS`, `OPTIMIZER`, `pretraining.PRETRAINING`,
     `losses.registry.LOSSES`); then `TRAINING_DEFAULTS` and `RUN_DEFAULTS`.
     """
-    return {**data_defaults(), **_model_defaults(), **OPTIMIZER.defaults(), **TRAINING_DEFAULTS, **RUN_DEFAULTS,
-            **loss_defaults()}
+    return {**data_defaults(), **_model_defaults(), **OPTIMIZER.defaults(), **PRETRAINING.defaults(),
+            **TRAINING_DEFAULTS, **RUN_DEFAULTS, **loss_defaults()}
 
 
 def resolve_jit_compile(value):

@@ -16,6 +16,7 @@ import numpy as np
 
 from patchpu_keras.data.recipe_data import load_data
 from patchpu_keras.losses.registry import LOSSES
+from patchpu_keras.pretraining import PRETRAINED_EMBEDDER, chained_pretraining
 from patchpu_keras.training.builders import (
     TrainingBudget,
     build_loss,
@@ -35,7 +36,7 @@ from patchpu_keras.training.settings import check_settings
 # What a finished run directory holds (`train` writes them; `--force` removes them all, and any `eval-*/`).
 RUN_FILES = (
     "model.keras", "best_model.keras", "report.json", "history.json", "observed_labels.npz",
-    CHECKPOINT_DIR, "heatmaps", "logs",
+    CHECKPOINT_DIR, "heatmaps", "logs", PRETRAINED_EMBEDDER,
 )
 REPORT_FILE = "report.json"
 
@@ -53,6 +54,8 @@ class RunPlan:
         distribution: the `Distribution` (devices).
         jit_compile: bool, `compile`'s argument.
         resumed: the checkpoint's `state.json` dict when resuming, else None.
+        pretraining: what the run pretrains before training (`pretrain_steps` > 0:
+            `pretraining.chained_pretraining`'s dict), else None.
     """
 
     config: dict
@@ -63,6 +66,7 @@ class RunPlan:
     distribution: Distribution
     jit_compile: bool
     resumed: Optional[dict] = None
+    pretraining: Optional[dict] = None
 
     @property
     def first_epoch(self):
@@ -195,6 +199,7 @@ def plan_run(config, out_dir, resume=False, force=False):
     # Keys the config leaves out take their defaults; callers of `train` other than the CLI get the same checks.
     config = check_settings({**method_defaults(), **config})
     check_loss_settings(config)
+    pretraining = chained_pretraining(config, out_dir, resume=resume)
     jit_compile = resolve_jit_compile(config["jit_compile"])
     distribution = Distribution.from_config(config)
     distribution.check_model_config(config)
@@ -218,7 +223,7 @@ def plan_run(config, out_dir, resume=False, force=False):
     distribution.check_loss(loss)
     return RunPlan(
         config=config, out_dir=out_dir, data=data, budget=budget, loss=loss,
-        distribution=distribution, jit_compile=jit_compile, resumed=resumed,
+        distribution=distribution, jit_compile=jit_compile, resumed=resumed, pretraining=pretraining,
     )
 
 
@@ -249,6 +254,13 @@ def describe_plan(plan):
         f"  devices: {plan.distribution.devices} used of {_visible_devices()} ({keras.backend.backend()}, "
         f"distribute={plan.distribution.mode}, jit_compile={plan.jit_compile})",
     ]
+    if plan.pretraining:
+        pretraining = plan.pretraining
+        lines.append(
+            f"  pretraining: the patch embedder, {pretraining['objective']}, on the training images: "
+            + ("reusing " if pretraining["reuse"] else f"{pretraining['steps']} steps into ")
+            + f"{pretraining['weights']}, then training from it"
+        )
     if plan.resumed:
         lines.append(
             f"  resuming after epoch {plan.resumed['epoch']}, step {plan.resumed['step']}: "

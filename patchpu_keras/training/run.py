@@ -18,6 +18,7 @@ from patchpu_keras.metrics import MeanAveragePrecision
 from patchpu_keras.metrics.classification import DEFAULT_THRESHOLD, classification_report
 from patchpu_keras.models import PatchPUClassifier, TrainingModel, load_model
 from patchpu_keras.models.training_model import task_of
+from patchpu_keras.pretraining import PRETRAINED_EMBEDDER, pretrain_for_run
 from patchpu_keras.training.best_epoch import BEST_MODEL, BestEpoch
 from patchpu_keras.training.builders import build_model, build_optimizer
 from patchpu_keras.training.diagnostics import TrainingDiagnostics
@@ -48,7 +49,9 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False, force=F
     `config["checkpoint_every"]` steps (what `resume` needs),
     `observed_labels.npz` (the drawn annotation with the training images'
     names, for reproducibility), TensorBoard event files under `logs/`,
-    `report.json` and `heatmaps/*.png`. If training stops on an error,
+    `report.json` and `heatmaps/*.png`; with `config["pretrain_steps"]` > 0, first
+    `pretrained_embedder.weights.h5`, the embedder pretrained on the run's training
+    images that the model starts from (`patchpu_keras.pretraining`). If training stops on an error,
     `report.json` records the error (`status` "failed", `reason`) and the epochs
     completed before it is re-raised; a NaN or infinite loss stops training at
     once with a `NonFiniteLossError` naming the epoch, the step and the last
@@ -79,7 +82,7 @@ def train(config, out_dir, verbose="auto", num_heatmaps=4, resume=False, force=F
         split), `kept_epoch`, `kept_model`, `best_val_map`, `validated_on`,
         `stopped_early`, `history`, `config`, `seconds`, `budget` (epochs and
         steps trained), `devices`, `distribute`, `jit_compile`, counts,
-        `source`, `evaluated_on` ("full_labels", or "observed_labels ..."
+        `pretraining` (when `pretrain_steps` > 0), `source`, `evaluated_on` ("full_labels", or "observed_labels ..."
         when the test split was held out of observed-only data), `warnings`
         and, for data on disk, `files_skipped` and `data_notes`.
     """
@@ -106,6 +109,8 @@ def _write_observed(plan):
 def _compiled_model(plan):
     """The recipe's model, compiled with the plan's loss (and restored from the checkpoint when resuming)."""
     config, data, loss, distribution = plan.config, plan.data, plan.loss, plan.distribution
+    if plan.pretraining:
+        config = {**config, "embedder_weights": plan.pretraining["weights"]}
     classifier = distribution.prepare_model(build_model(config, len(data.class_names), label_names=data.class_names))
     # A stateful loss's tables belong to the run: they train beside the model, in its checkpoint.
     loss_state = loss.make_state(data.observed_labels) if isinstance(loss, StatefulLoss) else None
@@ -172,6 +177,8 @@ def _base_report(plan, model):
             data.val is not None and small_split_warning(data.num_val, "validation"),
         ) if text],
     }
+    if plan.pretraining:
+        report["pretraining"] = plan.pretraining
     if plan.resumed:
         report["resumed_from"] = {key: plan.resumed[key] for key in ("epoch", "step", "iterations")}
     if data.index is not None:
@@ -254,7 +261,23 @@ def written_files(report):
              f"{HEATMAP_DIR}/"]
     if report.get("kept_model") == BEST_MODEL:
         files.insert(1, BEST_MODEL)
+    if report.get("pretraining"):
+        files.append(PRETRAINED_EMBEDDER)
     return files
+
+
+def _pretrain(plan, verbose, print_fn):
+    """Pretrains the run's embedder into its folder (`pretrain_steps` > 0), unless a resumed run has it."""
+    pretraining = plan.pretraining
+    if pretraining["reuse"]:
+        print_fn(f"Reusing the pretrained patch embedder {pretraining['weights']}")
+        return
+    found = pretrain_for_run(plan.config, pretraining["weights"], pretrain_steps=pretraining["steps"],
+                             objective=pretraining["objective"], verbose=verbose)
+    pretraining.update(num_patches=found["num_patches"], final_loss=found["final_loss"], seconds=found["seconds"])
+    print_fn(f"Pretrained the patch embedder ({found['objective']}) on {found['num_patches']} patches, "
+             f"{found['steps']} steps in {found['seconds']:.0f} s (final loss {found['final_loss']:.3f})")
+    keras.utils.set_random_seed(plan.config["seed"])  # the model's initial weights follow the run's seed
 
 
 def run_plan(plan, verbose="auto", num_heatmaps=4, print_fn=print, callbacks=()):
@@ -263,6 +286,8 @@ def run_plan(plan, verbose="auto", num_heatmaps=4, print_fn=print, callbacks=())
     os.makedirs(out_dir, exist_ok=True)
     if not plan.resumed:
         _write_observed(plan)
+    if plan.pretraining:
+        _pretrain(plan, verbose, print_fn)
     with plan.distribution.scope():
         model = _compiled_model(plan)
         report = _base_report(plan, model)
