@@ -57,7 +57,7 @@ def test_recipes_list_and_overrides():
     methods = ["an", "an_ls", "wan", "epr", "role", "ll_r", "ll_ct", "ll_cp", "em_apl", "en_cl",
                "resnet50_bce", "resnet50_an", "resnet50_ll_r_boostlu"]
     peers = ["peers_an", "peers_ll_r", "peers_ll_r_boostlu", "peers_em_apl", "peers_gr"]
-    expected = ["custom_on", "custom_wn", "custom_wn_imagenet", "demo"] + [
+    expected = ["custom_on", "custom_on_pretrained", "custom_wn", "custom_wn_imagenet", "demo"] + [
         f"{data}_{name}" for data in ("voc", "coco") for name in ["bce", "wn", "wn_imagenet"] + methods + peers
     ]
     assert recipes.names() == sorted(expected)

@@ -57,3 +57,7 @@ def test_custom_on_is_custom_wn_with_online_negatives():
     assert {k: v for k, v in online.items() if k != "loss"} == {k: v for k, v in weak.items() if k != "loss"}
     built = build_loss(online)
     assert type(built) is losses.OnlineNegative and built.gamma == 1.0
+    # The pretrained variant only adds the chained pretraining (contrastive, the measured default).
+    pretrained = recipes.load("custom_on_pretrained")
+    assert pretrained["pretrain_steps"] > 0 and pretrained["pretrain_objective"] == "contrastive"
+    assert {**pretrained, "pretrain_steps": 0} == online
