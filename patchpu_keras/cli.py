@@ -174,11 +174,12 @@ MODEL_OPTION = click.option(
               help="The recipe whose data the model is evaluated on [default: the run's, from its report.json].")
 @data_dir_option
 @source_option
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(["test", "val", "validation"]), default="test", show_default=True,
               help="The held-out split (VOC's val, COCO's val2014, a test/ folder, or the "
-                   "held-out part of the training images); val and test both name it.")
+                   "held-out part of the training images); val and test both name it. validation: the "
+                   "run's validation split (val_fraction of the training images).")
 @set_option
-@click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-test].")
+@click.option("--out", default=None, help="Report folder [default: MODEL_DIR/eval-SPLIT].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--localization", is_flag=True,
               help="Also score where the model looks: pointing (mosaics, VOC, COCO: the data's object "

@@ -25,8 +25,10 @@ from patchpu_keras.reports import write_reports
 # Fewer held-out images than this give a mAP that says little (a few tied scores decide it).
 MIN_MEANINGFUL_IMAGES = 20
 
-# The names evaluate accepts for the held-out split.
+# The names evaluate accepts for the held-out split ("val": VOC's val, COCO's val2014), and for the
+# run's validation split (the seeded `val_fraction` of the training images).
 HELD_OUT_NAMES = ("test", "val")
+VALIDATION = "validation"
 # Recipe keys that decide which images and labels the held-out split holds.
 DATA_KEYS = frozenset({
     "dataset", "data_dir", "source", "fashion_mnist_dir", "num_train", "num_test",
@@ -37,7 +39,8 @@ DATA_KEYS = frozenset({
 def evaluation_data(config, split=None, data_dir=None, batch_size=None):
     """The labelled held-out split of a recipe's data, as `evaluate` reads it.
 
-    Only the held-out split is built (`load_data(config, splits=("test",))`):
+    Only the held-out split is built (`load_data(config, splits=("test",))`),
+    or with `split="validation"` the validation split (`splits=("val",)`):
     the training split is a shuffled, flipped pipeline of observed labels and
     is not offered.
 
@@ -45,7 +48,11 @@ def evaluation_data(config, split=None, data_dir=None, batch_size=None):
         config: a recipe dict.
         split: `"test"` (default) or `"val"`, two names of the held-out split
             (VOC's val, COCO's val2014, a `test/` folder; data without one
-            holds out a seeded part of the training images).
+            holds out a seeded part of the training images); or
+            `"validation"`, the run's validation split (the seeded
+            `val_fraction` of the training images that `train` chose the epoch
+            and the thresholds on), against its full labels where the data has
+            them, else its observed positives.
         data_dir: optional str, overrides `config["data_dir"]`.
         batch_size: optional int, rebatches the pipeline.
 
@@ -58,15 +65,17 @@ def evaluation_data(config, split=None, data_dir=None, batch_size=None):
         has them, else None).
     """
     split = TEST if split is None else split
-    if split not in HELD_OUT_NAMES:
+    if split not in (*HELD_OUT_NAMES, VALIDATION):
         raise ValueError(
-            "Only the held-out split is evaluated; the training split is a shuffled, "
-            f"augmented pipeline of observed labels. Expected one of {list(HELD_OUT_NAMES)}. "
+            "Only the held-out or the validation split is evaluated; the training split is a shuffled, "
+            f"augmented pipeline of observed labels. Expected one of {[*HELD_OUT_NAMES, VALIDATION]}. "
             f"Received: split={split!r}"
         )
     config = dict(config)
     if data_dir is not None:
         config["data_dir"] = data_dir
+    if split == VALIDATION:
+        return _validation_data(config, batch_size)
     data = load_data(config, splits=(TEST,))
     dataset = data.test
     if batch_size is not None:
@@ -78,6 +87,24 @@ def evaluation_data(config, split=None, data_dir=None, batch_size=None):
         "class_names": list(data.class_names),
         "evaluated_on": data.evaluated_on,
         "objects": data.test_objects,
+    }
+
+
+def _validation_data(config, batch_size):
+    data = load_data(config, splits=(VAL,))
+    if data.val is None:
+        raise ValueError(
+            "The recipe has no validation split: set `val_fraction` as the run did (e.g. --set val_fraction=0.1). "
+            f"Received: val_fraction={config.get('val_fraction')!r}"
+        )
+    dataset = data.val if batch_size is None else data.val.unbatch().batch(batch_size)
+    return {
+        "split": VALIDATION,
+        "dataset": dataset,
+        "num_images": int(data.num_val),
+        "class_names": list(data.class_names),
+        "evaluated_on": data.validated_on,
+        "objects": None,
     }
 
 

@@ -95,10 +95,32 @@ def test_evaluation_data_is_the_held_out_split_with_full_labels():
     np.testing.assert_array_equal(np.concatenate([batch for batch, _ in batches]), images)
     np.testing.assert_array_equal(np.concatenate([t["full_labels"] for _, t in batches]), full)
     assert evaluation_data(TINY_DEMO, split="val")["split"] == "test"  # VOC's val is load_data's test
-    with pytest.raises(ValueError, match=r"Only the held-out split.*Received: split='train'"):
+    with pytest.raises(ValueError, match=r"Only the held-out or the validation split.*Received: split='train'"):
         evaluation_data(TINY_DEMO, split="train")
     with pytest.raises(FileNotFoundError, match="/somewhere does not exist"):
         evaluation_data(TINY_DEMO, data_dir="/somewhere")
+
+
+def test_evaluation_data_of_the_validation_split_is_the_runs_held_out_part_of_the_training_images():
+    # `--split validation`: the seeded val_fraction of the training mosaics that `train` chose the
+    # epoch and the thresholds on, with their full labels; not the test split.
+    from patchpu_keras.data.mosaics import recipe_mosaics
+    from patchpu_keras.data.recipe_data import validation_rows
+
+    data = evaluation_data(TINY_DEMO, split="validation", batch_size=3)
+    mosaics = recipe_mosaics(TINY_DEMO)["train"]
+    _, rows = validation_rows(len(mosaics["images"]), TINY_DEMO["val_fraction"], TINY_DEMO["holdout_seed"])
+    assert data["split"] == "validation" and data["num_images"] == len(rows) == 4
+    assert data["evaluated_on"] == "full_labels" and data["objects"] is None
+    batches = list(data["dataset"].as_numpy_iterator())
+    gray = np.concatenate([batch for batch, _ in batches])
+    assert gray.shape == (4, 56, 56, 3) and np.ptp(gray) > 0  # the mosaics' gray, as RGB
+    for channel in range(3):
+        np.testing.assert_array_equal(gray[..., channel], mosaics["images"][rows])
+    np.testing.assert_array_equal(np.concatenate([t["full_labels"] for _, t in batches]),
+                                  mosaics["full_labels"][rows])
+    with pytest.raises(ValueError, match=r"no validation split.*Received: val_fraction=0.0"):
+        evaluation_data({**TINY_DEMO, "val_fraction": 0.0}, split="validation")
 
 
 def test_evaluate_writes_metrics_csv_and_curves_of_the_models_scores(trained_model, model_predict, tmp_path):
