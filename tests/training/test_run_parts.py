@@ -105,6 +105,13 @@ def test_a_finished_run_is_kept_evaluated_from_its_report_and_replaced_only_with
     assert [row["num_positives"] for row in metrics["per_class"]] == test_labels.sum(axis=0).astype(int).tolist()
     assert "warning: the test split has 16 image(s)" in evaluated.output and "UserWarning" not in evaluated.output
 
+    # --split validation scores the split the epoch was kept on: its mAP is the run's best_val_map.
+    validated = CliRunner().invoke(cli, ["evaluate", "--model", os.path.join(out, BEST_MODEL), "--split", "validation"])
+    assert validated.exit_code == 0, validated.output
+    on_validation = json.load(open(os.path.join(out, "eval-validation", "metrics.json")))
+    assert on_validation["num_images"] == 4 and on_validation["split"] == "validation"
+    assert on_validation["map"] == pytest.approx(report["best_val_map"], abs=1e-6)
+
     # The kept model's validation predictions, with the validation images' labels.
     kept = load_model(os.path.join(out, BEST_MODEL))
     predictions = validation_predictions(kept, report["config"], batch_size=16)
