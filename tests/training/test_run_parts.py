@@ -105,12 +105,22 @@ def test_a_finished_run_is_kept_evaluated_from_its_report_and_replaced_only_with
     assert [row["num_positives"] for row in metrics["per_class"]] == test_labels.sum(axis=0).astype(int).tolist()
     assert "warning: the test split has 16 image(s)" in evaluated.output and "UserWarning" not in evaluated.output
 
-    # --split validation scores the split the epoch was kept on: its mAP is the run's best_val_map.
+    # --split validation scores the split the epoch was kept on: its images and full labels, the
+    # mAP scikit-learn gives for the kept model's scores on them.
+    from sklearn.metrics import average_precision_score
+
     validated = CliRunner().invoke(cli, ["evaluate", "--model", os.path.join(out, BEST_MODEL), "--split", "validation"])
     assert validated.exit_code == 0, validated.output
     on_validation = json.load(open(os.path.join(out, "eval-validation", "metrics.json")))
+    val_data = load_data(report["config"], splits=("val",))
+    val_images = np.concatenate([x.numpy() for x, _ in val_data.val])
+    val_labels = np.concatenate([y["full_labels"].numpy() for _, y in val_data.val])
+    val_scores = load_model(os.path.join(out, BEST_MODEL)).predict(val_images, verbose=0)["probabilities"]
+    expected = np.mean([average_precision_score(val_labels[:, k], val_scores[:, k])
+                        for k in range(val_labels.shape[1]) if val_labels[:, k].any()])
     assert on_validation["num_images"] == 4 and on_validation["split"] == "validation"
-    assert on_validation["map"] == pytest.approx(report["best_val_map"], abs=1e-6)
+    assert [row["num_positives"] for row in on_validation["per_class"]] == val_labels.sum(axis=0).astype(int).tolist()
+    assert on_validation["map"] == pytest.approx(expected, abs=1e-6)
 
     # The kept model's validation predictions, with the validation images' labels.
     kept = load_model(os.path.join(out, BEST_MODEL))
