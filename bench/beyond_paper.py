@@ -5,7 +5,7 @@
 
 Every option is `bench/compare_methods.py`'s (same benchmarks, seeds, resuming, one
 TensorFlow thread per run); this script only adds the rows of the losses built
-for issue 22's directions, so that table's rows and run names stay as they were.
+for the paper's open directions (sec. 5), so that table's rows and run names stay as they were.
 Each run's per-epoch diagnostics (pointing, WN AUC, prob. AUC) are in its
 `history.json`; `--set` changes every run, so a variant (another `online_gamma`)
 goes to its own `--out`.

@@ -88,6 +88,7 @@ def test_the_long_benchmark_trains_the_papers_step_count_and_reports_paired_gaps
     config = recipes.apply_overrides(recipes.load("demo"), [f"{k}={v}" for k, v in changes.items()])
     budget = training_budget(config, config["num_train"])
     assert budget.total_steps >= 9000 and budget.epochs == 60 and budget.lr_decay_steps == 3600
+    assert not config["val_fraction"]  # the paper's protocol: all 2,400 mosaics train, the last epoch is tested
     assert set(losses.split(",")) == {"full_bce", "assume_negative", "expected_positive_regularization",
                                       "role", "weak_negative", "ll_r"}
     rows = [
