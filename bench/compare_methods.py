@@ -76,7 +76,7 @@ HALF_SCALE = {
 }
 # The paper's step count on VOC (25 epochs of 358 steps, about 9,000), and its protocol: every
 # training mosaic trains (no validation split) and the last epoch is the one tested.
-LONG = {**HALF_SCALE, "min_steps": 9000, "val_fraction": 0}
+LONG = {**HALF_SCALE, "min_steps": 9000, "val_fraction": 0.0}
 LONG_LOSSES = "full_bce,assume_negative,expected_positive_regularization,role,weak_negative,ll_r"
 # `--benchmark NAME`: the changes to the demo recipe each benchmark makes, its default losses and
 # models (None: all). The long budget is the patch model's: ResNet-50 at 9,000 steps would take
