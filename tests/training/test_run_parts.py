@@ -114,11 +114,11 @@ def test_a_finished_run_is_kept_evaluated_from_its_report_and_replaced_only_with
     validated = CliRunner().invoke(cli, ["evaluate", "--model", os.path.join(out, BEST_MODEL), "--split", "validation"])
     assert validated.exit_code == 0, validated.output
     on_validation = json.load(open(os.path.join(out, "eval-validation", "metrics.json")))
-    val_data = load_data(report["config"], splits=("val",))
-    val_images = np.concatenate([x.numpy() for x, _ in val_data.val])
-    val_labels = np.concatenate([y["full_labels"].numpy() for _, y in val_data.val])
-    inference = load_model(os.path.join(out, BEST_MODEL)).for_inference()
-    val_scores = inference.predict(val_images, verbose=0)["probabilities"]
+    kept = load_model(os.path.join(out, BEST_MODEL))
+    data = load_data(report["config"], splits=("val",))
+    images = np.concatenate([x.numpy() for x, _ in data.val])
+    val_labels = np.concatenate([y["full_labels"].numpy() for _, y in data.val])
+    val_scores = kept.for_inference().predict(images, verbose=0)["probabilities"]
     expected = np.mean([average_precision_score(val_labels[:, k], val_scores[:, k])
                         for k in range(val_labels.shape[1]) if val_labels[:, k].any()])
     assert on_validation["num_images"] == 4 and on_validation["split"] == "validation"
@@ -126,10 +126,7 @@ def test_a_finished_run_is_kept_evaluated_from_its_report_and_replaced_only_with
     assert on_validation["map"] == pytest.approx(expected, abs=1e-6)
 
     # The kept model's validation predictions, with the validation images' labels.
-    kept = load_model(os.path.join(out, BEST_MODEL))
     predictions = validation_predictions(kept, report["config"], batch_size=16)
-    data = load_data(report["config"], splits=("val",))
-    images = np.concatenate([x.numpy() for x, _ in data.val])
     np.testing.assert_allclose(predictions["probabilities"], kept.predict(images, verbose=0)["probabilities"],
                                atol=1e-5)
     np.testing.assert_array_equal(predictions["observed_labels"], data.val_observed_labels)
